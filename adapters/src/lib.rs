@@ -1,0 +1,4 @@
+//! Everything around the pure engine that touches the outside world: reading files, the CLI
+//! commands, and (as they land) storage, HTTP, email and scheduling.
+
+pub mod validate_cmd;

@@ -1,0 +1,395 @@
+//! FEEL expressions, parsed and evaluated with DecisionToolkit's dsntk crates.
+//!
+//! Camunda 8 writes expressions with a leading `=` and never uses names with spaces; DMN FEEL
+//! (which dsntk implements) allows spaces in names and resolves them against the names in scope.
+//! To read Zeebe-style expressions unambiguously we pre-scan the expression for identifiers and
+//! put each one into the parsing scope, so `if x then 1 else 2` parses as Zeebe means it. Words of
+//! the multi-word built-in functions (`date and time`, `string length`, …) are left out of the
+//! scope so those functions still resolve.
+//!
+//! Variables are JSON values ([`serde_json::Value`]); only the root names an expression mentions
+//! are converted into FEEL values when it runs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use dsntk_feel::context::FeelContext;
+use dsntk_feel::values::Value as FeelValue;
+use dsntk_feel::{FeelNumber, FeelScope, Name};
+use serde_json::{Map, Value as Json};
+
+use crate::diagnostics::Pos;
+
+/// Variables visible to an expression.
+pub type Vars = Map<String, Json>;
+
+/// A compiled FEEL expression with its source and where it was written.
+#[derive(Clone)]
+pub struct Expr {
+    source: Arc<str>,
+    pub pos: Pos,
+    names: Arc<[String]>,
+    evaluator: Arc<dsntk_feel::Evaluator>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl PartialEq for Expr {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Why an expression could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    pub message: String,
+}
+
+/// Why an expression failed when it ran (becomes an incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    pub message: String,
+}
+
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "if",
+    "then",
+    "else",
+    "for",
+    "in",
+    "return",
+    "some",
+    "every",
+    "satisfies",
+    "between",
+    "instance",
+    "of",
+    "function",
+    "null",
+    "true",
+    "false",
+    "item",
+    "external",
+];
+
+/// Words that are part of multi-word built-in function names.
+const BUILTIN_WORDS: &[&str] = &[
+    "date",
+    "time",
+    "years",
+    "months",
+    "duration",
+    "days",
+    "string",
+    "length",
+    "upper",
+    "lower",
+    "case",
+    "substring",
+    "before",
+    "after",
+    "starts",
+    "ends",
+    "with",
+    "list",
+    "contains",
+    "insert",
+    "index",
+    "distinct",
+    "values",
+    "get",
+    "value",
+    "entries",
+    "day",
+    "week",
+    "year",
+    "month",
+    "is",
+    "defined",
+    "replace",
+    "remove",
+    "append",
+    "reverse",
+    "flatten",
+    "sort",
+    "matches",
+    "split",
+    "join",
+    "context",
+    "put",
+    "merge",
+    "abs",
+    "modulo",
+    "sqrt",
+    "log",
+    "exp",
+    "odd",
+    "even",
+    "floor",
+    "ceiling",
+    "decimal",
+    "number",
+    "count",
+    "min",
+    "max",
+    "sum",
+    "mean",
+    "median",
+    "stddev",
+    "mode",
+    "all",
+    "any",
+    "sublist",
+    "concatenate",
+    "union",
+    "product",
+    "now",
+    "today",
+    "range",
+    "overlaps",
+    "meets",
+    "met",
+    "by",
+    "overlapped",
+    "finishes",
+    "finished",
+    "includes",
+    "during",
+    "starts",
+    "started",
+    "coincides",
+    "round",
+    "up",
+    "down",
+    "half",
+    "last",
+    "first",
+];
+
+impl Expr {
+    /// Compiles `source` (with or without Zeebe's leading `=`).
+    pub fn compile(source: &str, pos: Pos) -> Result<Expr, ExprError> {
+        let body = source.trim();
+        let body = body.strip_prefix('=').unwrap_or(body).trim();
+        if body.is_empty() {
+            return Err(ExprError { message: "empty expression".into() });
+        }
+        let idents = identifiers(body);
+        let mut ctx = FeelContext::default();
+        for name in &idents {
+            if !KEYWORDS.contains(&name.as_str()) && !BUILTIN_WORDS.contains(&name.as_str()) {
+                ctx.set_entry(&Name::from(name.as_str()), FeelValue::Null(None));
+            }
+        }
+        let scope: FeelScope = ctx.into();
+        let ast = dsntk_feel_parser::parse_expression(&scope, body, false).map_err(|e| {
+            // DMN FEEL allows spaces in names; Camunda 8 does not, and neither do we. If the
+            // expression only parses with spaces in names, say so instead of "syntax error".
+            let greedy = dsntk_feel_parser::parse_expression(&FeelScope::default(), body, false);
+            let message = match greedy {
+                Ok(_) => format!(
+                    "FEEL names cannot contain spaces (as in Camunda 8): `{body}`; rename the variables without spaces, e.g. camelCase"
+                ),
+                Err(_) => clean_dsntk_message(&e.to_string()),
+            };
+            ExprError { message }
+        })?;
+        let evaluator = dsntk_feel_evaluator::prepare(&ast);
+        let names: Vec<String> = idents.into_iter().filter(|n| !KEYWORDS.contains(&n.as_str())).collect();
+        Ok(Expr { source: Arc::from(source.trim()), pos, names: names.into(), evaluator: Arc::new(evaluator) })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates with the given variables looked up by `lookup` (innermost scope first).
+    pub fn eval_with(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> Result<Json, EvalError> {
+        let mut ctx = FeelContext::default();
+        for name in self.names.iter() {
+            if let Some(value) = lookup(name) {
+                ctx.set_entry(&Name::from(name.as_str()), json_to_feel(&value));
+            }
+        }
+        let scope: FeelScope = ctx.into();
+        let value = (self.evaluator)(&scope);
+        feel_to_json(&value).map_err(|message| EvalError { message: format!("`{}`: {message}", self.source) })
+    }
+
+    pub fn eval(&self, vars: &Vars) -> Result<Json, EvalError> {
+        self.eval_with(&|name| vars.get(name).cloned())
+    }
+
+    /// Evaluates a condition; anything but `true` or `false` is an error, as in Zeebe.
+    pub fn eval_bool_with(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> Result<bool, EvalError> {
+        match self.eval_with(lookup)? {
+            Json::Bool(b) => Ok(b),
+            Json::Null => Ok(false),
+            other => Err(EvalError { message: format!("`{}` gave {other}, expected true or false", self.source) }),
+        }
+    }
+}
+
+fn clean_dsntk_message(message: &str) -> String {
+    let message = message.trim_start_matches("<ParserError> ").trim_start_matches("<LexerError> ");
+    if let Some(rest) = message.strip_prefix("syntax error: ") {
+        format!("FEEL syntax error in `{rest}`")
+    } else {
+        format!("FEEL: {message}")
+    }
+}
+
+/// The identifiers in an expression, outside string literals, in order of first appearance.
+fn identifiers(source: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut chars = source.char_indices().peekable();
+    let mut after_dot = false;
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            let mut escaped = false;
+            for (_, c) in chars.by_ref() {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    break;
+                }
+            }
+            after_dot = false;
+        } else if c.is_alphabetic() || c == '_' || c == '?' {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_alphanumeric() || d == '_' {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let word = &source[i..end];
+            if !after_dot && seen.insert(word.to_string()) {
+                out.push(word.to_string());
+            }
+            after_dot = false;
+        } else if c == '.' {
+            after_dot = true;
+        } else if !c.is_whitespace() {
+            after_dot = false;
+        }
+    }
+    out
+}
+
+/// Converts a JSON value into a FEEL value.
+pub fn json_to_feel(value: &Json) -> FeelValue {
+    match value {
+        Json::Null => FeelValue::Null(None),
+        Json::Bool(b) => FeelValue::Boolean(*b),
+        Json::Number(n) => match n.to_string().parse::<FeelNumber>() {
+            Ok(num) => FeelValue::Number(num),
+            Err(_) => FeelValue::Null(Some(format!("number {n} out of range"))),
+        },
+        Json::String(s) => FeelValue::String(s.clone()),
+        Json::Array(items) => FeelValue::List(items.iter().map(json_to_feel).collect()),
+        Json::Object(map) => {
+            let mut ctx = FeelContext::default();
+            for (k, v) in map {
+                ctx.set_entry(&Name::from(k.as_str()), json_to_feel(v));
+            }
+            FeelValue::Context(ctx)
+        }
+    }
+}
+
+/// Converts a FEEL value back into JSON. Temporal values become their ISO 8601 strings.
+pub fn feel_to_json(value: &FeelValue) -> Result<Json, String> {
+    Ok(match value {
+        FeelValue::Null(None) => Json::Null,
+        FeelValue::Null(Some(reason)) => return Err(reason.clone()),
+        FeelValue::Boolean(b) => Json::Bool(*b),
+        FeelValue::Number(n) => number_to_json(n),
+        FeelValue::String(s) => Json::String(s.clone()),
+        FeelValue::List(items) => Json::Array(items.iter().map(feel_to_json).collect::<Result<_, _>>()?),
+        FeelValue::Context(ctx) => {
+            let mut map = Map::new();
+            for (k, v) in ctx.iter() {
+                map.insert(k.to_string(), feel_to_json(v)?);
+            }
+            Json::Object(map)
+        }
+        FeelValue::Date(d) => Json::String(d.to_string()),
+        FeelValue::DateTime(d) => Json::String(d.to_string()),
+        FeelValue::Time(t) => Json::String(t.to_string()),
+        FeelValue::DaysAndTimeDuration(d) => Json::String(d.to_string()),
+        FeelValue::YearsAndMonthsDuration(d) => Json::String(d.to_string()),
+        other => return Err(format!("value of type {} cannot be stored as a variable", other.type_of())),
+    })
+}
+
+fn number_to_json(n: &FeelNumber) -> Json {
+    let text = n.to_string();
+    if n.is_integer()
+        && let Ok(i) = text.parse::<i64>()
+    {
+        return Json::from(i);
+    }
+    text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Json::Number).unwrap_or(Json::String(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: Json) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+
+    fn eval(src: &str, v: Json) -> Json {
+        Expr::compile(src, Pos::default()).unwrap().eval(&vars(v)).unwrap()
+    }
+
+    #[test]
+    fn zeebe_style_expressions() {
+        assert_eq!(eval("=decision = \"approve\"", json!({"decision": "approve"})), json!(true));
+        assert_eq!(eval("=if x then 1 else 2", json!({"x": false})), json!(2));
+        assert_eq!(eval("=count(items) + 1", json!({"items": [1, 2]})), json!(3));
+        assert_eq!(eval("=a.b[1]", json!({"a": {"b": [7, 8]}})), json!(7));
+        assert_eq!(eval("=amount * 1.5", json!({"amount": 3})), json!(4.5));
+        assert_eq!(eval("=string length(name)", json!({"name": "Иван"})), json!(4));
+        assert_eq!(eval("={total: sum(xs)}", json!({"xs": [1, 2]})), json!({"total": 3}));
+        assert_eq!(eval("=for i in items return i * 2", json!({"items": [1, 2]})), json!([2, 4]));
+        assert_eq!(eval("=missing = null", json!({})), json!(true));
+    }
+
+    #[test]
+    fn names_with_spaces_are_explained() {
+        let err = Expr::compile("Vacation Approval = \"Approved\"", Pos::default()).unwrap_err();
+        assert!(err.message.contains("cannot contain spaces"), "{}", err.message);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let err = Expr::compile("=decision = ", Pos::default()).unwrap_err();
+        assert!(err.message.contains("FEEL syntax error"), "{}", err.message);
+        assert!(Expr::compile("=", Pos::default()).is_err());
+    }
+
+    #[test]
+    fn non_boolean_condition_is_an_error() {
+        let e = Expr::compile("=x + 1", Pos::default()).unwrap();
+        let v = vars(json!({"x": 1}));
+        assert!(e.eval_bool_with(&|n| v.get(n).cloned()).is_err());
+    }
+}

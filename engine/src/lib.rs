@@ -1,0 +1,65 @@
+//! Reglament's pure core.
+//!
+//! BPMN 2.0 XML goes in as bytes ([`parse`]), comes out as a typed [`model`] with source
+//! positions, is checked by [`validate`], and (later) executed by the runtime as
+//! `(state, command, now) -> transition`. Nothing here reads a clock, a file or a random
+//! source: see `clippy.toml` beside this crate and ARCHITECTURE.md.
+
+pub mod calendar;
+pub mod diagnostics;
+pub mod feel;
+pub mod model;
+pub mod parse;
+pub mod timer;
+pub mod validate;
+pub mod xml;
+
+use std::collections::BTreeSet;
+
+pub use diagnostics::{Code, Diagnostic, Pos, Severity};
+pub use model::Definitions;
+
+/// Reads a BPMN document: the model (possibly partial) and what parsing had to say.
+pub fn parse_definitions(bytes: &[u8]) -> (Definitions, Vec<Diagnostic>) {
+    parse::parse(bytes, &xml::Limits::default())
+}
+
+/// Parses and validates one document. `deployed` names the processes that call activities may
+/// target besides this file's own. Diagnostics come sorted by position.
+pub fn check(bytes: &[u8], deployed: &BTreeSet<String>) -> (Definitions, Vec<Diagnostic>) {
+    let (defs, mut diags) = parse_definitions(bytes);
+    finish_check(&defs, &mut diags, deployed);
+    (defs, diags)
+}
+
+/// The validation half of [`check`], for callers that parsed several files first.
+pub fn finish_check(defs: &Definitions, diags: &mut Vec<Diagnostic>, deployed: &BTreeSet<String>) {
+    let readable = !diags.iter().any(|d| matches!(d.code, Code::MalformedXml | Code::NotBpmn));
+    if readable {
+        diags.extend(validate::validate(defs, deployed));
+        if defs.executable_processes().next().is_none() {
+            diags.push(not_executable(defs));
+        }
+    }
+    diagnostics::sort(diags);
+}
+
+fn not_executable(defs: &Definitions) -> Diagnostic {
+    match defs.processes.first() {
+        None if defs.has_collaboration => Diagnostic::error(
+            Code::NotExecutable,
+            defs.pos,
+            defs.id.as_deref(),
+            "the file holds only a collaboration (pools, message flows) and no process: there is nothing to execute",
+        ),
+        None => {
+            Diagnostic::error(Code::NotExecutable, defs.pos, defs.id.as_deref(), "the file has no process to execute")
+        }
+        Some(p) => Diagnostic::error(
+            Code::NotExecutable,
+            p.pos,
+            Some(&p.id),
+            format!("no process in this file is executable: set isExecutable=\"true\" on process `{}` to run it", p.id),
+        ),
+    }
+}

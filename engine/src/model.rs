@@ -1,0 +1,420 @@
+//! The typed BPMN model the engine validates and executes.
+//!
+//! A process is a flat arena of [`Node`]s and [`Flow`]s addressed by index; nesting
+//! (subprocesses) is expressed by `Node::parent`. Every element keeps the position it was read
+//! from, so validation and runtime incidents can point at the source.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::diagnostics::Pos;
+use crate::feel::Expr;
+use crate::timer::{TimerKind, TimerSpec};
+
+pub type NodeIdx = u32;
+pub type FlowIdx = u32;
+
+/// A whole `bpmn:definitions` document.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    pub id: Option<String>,
+    /// Where the `<definitions>` element is.
+    pub pos: Pos,
+    pub name: Option<String>,
+    pub processes: Vec<Process>,
+    pub messages: BTreeMap<String, MessageDef>,
+    pub errors: BTreeMap<String, ErrorDef>,
+    /// True when the file has a `bpmn:collaboration` (pools, message flows).
+    pub has_collaboration: bool,
+}
+
+impl Definitions {
+    pub fn process(&self, id: &str) -> Option<&Process> {
+        self.processes.iter().find(|p| p.id == id)
+    }
+
+    pub fn executable_processes(&self) -> impl Iterator<Item = &Process> {
+        self.processes.iter().filter(|p| p.executable)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageDef {
+    pub id: String,
+    pub name: String,
+    pub pos: Pos,
+    /// `zeebe:subscription correlationKey` on the message.
+    pub correlation_key: Option<Expr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorDef {
+    pub id: String,
+    pub name: Option<String>,
+    pub code: Option<String>,
+    pub pos: Pos,
+}
+
+/// One `bpmn:process`.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    pub id: String,
+    pub name: Option<String>,
+    pub pos: Pos,
+    pub executable: bool,
+    pub nodes: Vec<Node>,
+    pub flows: Vec<Flow>,
+    pub settings: ProcessSettings,
+    pub(crate) index: HashMap<String, NodeIdx>,
+}
+
+impl Process {
+    pub fn node(&self, idx: NodeIdx) -> &Node {
+        &self.nodes[idx as usize]
+    }
+
+    pub fn flow(&self, idx: FlowIdx) -> &Flow {
+        &self.flows[idx as usize]
+    }
+
+    pub fn node_by_id(&self, id: &str) -> Option<NodeIdx> {
+        self.index.get(id).copied()
+    }
+
+    /// Nodes directly inside `scope` (`None` = the process itself).
+    pub fn children_of(&self, scope: Option<NodeIdx>) -> impl Iterator<Item = NodeIdx> + '_ {
+        self.nodes.iter().enumerate().filter(move |(_, n)| n.parent == scope).map(|(i, _)| i as NodeIdx)
+    }
+
+    /// Start events that a scope begins with when entered normally (none starts; for the
+    /// process also timer and message starts are entry points, handled by the runtime).
+    pub fn none_start_of(&self, scope: Option<NodeIdx>) -> Option<NodeIdx> {
+        self.children_of(scope).find(|&i| {
+            matches!(self.node(i).kind, NodeKind::StartEvent { ref trigger, .. } if matches!(trigger, Trigger::None))
+        })
+    }
+}
+
+/// Process-wide settings from the `reglament:` namespace.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSettings {
+    /// IANA time zone (`reglament:settings timeZone`), default from the server config.
+    pub time_zone: Option<String>,
+    /// Working-day calendar name (`reglament:settings calendar`).
+    pub calendar: Option<String>,
+    /// The instance SLA (`reglament:sla`).
+    pub sla: Option<Term>,
+    /// Process registry metadata (`reglament:registry`), field name → value.
+    pub registry: BTreeMap<String, String>,
+    /// `zeebe:properties` on the process.
+    pub properties: Vec<(String, String)>,
+}
+
+/// A term: a duration counted in calendar time or in working time of a calendar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub duration: crate::timer::IsoDuration,
+    pub time: TimeBasis,
+    pub calendar: Option<String>,
+    pub pos: Pos,
+}
+
+/// How a term's days and hours are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBasis {
+    /// Calendar days (moved to the next working day when the last is a day off) and clock hours.
+    Calendar,
+    /// Working days and working hours of the calendar.
+    Working,
+    /// Plain elapsed time, no legal adjustment (e.g. ЦУР's 3 clock hours).
+    Clock,
+}
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub id: String,
+    pub name: Option<String>,
+    pub pos: Pos,
+    pub parent: Option<NodeIdx>,
+    pub source: NodeIdx,
+    pub target: NodeIdx,
+    pub condition: Option<Expr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub name: Option<String>,
+    pub pos: Pos,
+    /// The enclosing subprocess, `None` at process level.
+    pub parent: Option<NodeIdx>,
+    pub kind: NodeKind,
+    pub incoming: Vec<FlowIdx>,
+    pub outgoing: Vec<FlowIdx>,
+    pub default_flow: Option<FlowIdx>,
+    /// Boundary events attached to this activity.
+    pub boundaries: Vec<NodeIdx>,
+    pub multi_instance: Option<MultiInstance>,
+    pub io: IoMapping,
+    /// `zeebe:properties`.
+    pub properties: Vec<(String, String)>,
+}
+
+impl Node {
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Start events, including ones whose trigger is unsupported (so they still count as entry
+    /// points and no follow-on "no start event" error is invented).
+    pub fn is_start(&self) -> bool {
+        matches!(self.kind, NodeKind::StartEvent { .. })
+            || matches!(&self.kind, NodeKind::Unsupported { element, .. } if element == "startEvent")
+    }
+
+    pub fn is_activity(&self) -> bool {
+        matches!(self.kind, NodeKind::Task(_) | NodeKind::SubProcess { .. } | NodeKind::CallActivity { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    StartEvent {
+        trigger: Trigger,
+        interrupting: bool,
+    },
+    EndEvent {
+        result: EndResult,
+    },
+    /// Intermediate catch event (timer, message).
+    CatchEvent {
+        trigger: Trigger,
+    },
+    /// Intermediate throw event: none (pass-through) or message.
+    ThrowEvent {
+        result: EndResult,
+    },
+    Boundary {
+        attached_to: NodeIdx,
+        cancel_activity: bool,
+        trigger: Trigger,
+    },
+    Task(Box<Task>),
+    Gateway(GatewayKind),
+    /// Embedded subprocess; `triggered_by_event` marks an event subprocess.
+    SubProcess {
+        triggered_by_event: bool,
+    },
+    CallActivity {
+        called: CalledElement,
+    },
+    /// An element the engine cannot execute. Parsing reported it as an error; the node stays in
+    /// the graph so that flows through it resolve and no follow-on errors are invented.
+    Unsupported {
+        element: String,
+        attached_to: Option<NodeIdx>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayKind {
+    Exclusive,
+    Parallel,
+    Inclusive,
+    EventBased,
+}
+
+impl GatewayKind {
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            GatewayKind::Exclusive => "exclusiveGateway",
+            GatewayKind::Parallel => "parallelGateway",
+            GatewayKind::Inclusive => "inclusiveGateway",
+            GatewayKind::EventBased => "eventBasedGateway",
+        }
+    }
+}
+
+/// What an event waits for.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    None,
+    Timer(Box<TimerDef>),
+    /// Index into `Definitions::messages` by message id.
+    Message {
+        message: String,
+    },
+    /// `None` catches every error.
+    Error {
+        error: Option<String>,
+    },
+}
+
+/// What an end or throw event does.
+#[derive(Debug, Clone)]
+pub enum EndResult {
+    None,
+    Terminate,
+    Error { error: String },
+    Message { message: Option<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct TimerDef {
+    pub kind: TimerKind,
+    pub pos: Pos,
+    pub value: TimerValue,
+    /// `reglament:timer`: count the duration in working time of a calendar.
+    pub basis: TimeBasis,
+    pub calendar: Option<String>,
+}
+
+/// A timer's value: a literal parsed at validation time, or a FEEL expression evaluated when
+/// the timer is scheduled.
+#[derive(Debug, Clone)]
+pub enum TimerValue {
+    Literal(TimerSpec),
+    Expression(Expr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    User,
+    Service,
+    Send,
+    Receive,
+    Script,
+    Manual,
+    Plain,
+    BusinessRule,
+}
+
+impl TaskKind {
+    pub fn xml_name(self) -> &'static str {
+        match self {
+            TaskKind::User => "userTask",
+            TaskKind::Service => "serviceTask",
+            TaskKind::Send => "sendTask",
+            TaskKind::Receive => "receiveTask",
+            TaskKind::Script => "scriptTask",
+            TaskKind::Manual => "manualTask",
+            TaskKind::Plain => "task",
+            TaskKind::BusinessRule => "businessRuleTask",
+        }
+    }
+}
+
+/// A text attribute that may be a FEEL expression (`=…`) or a static value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Static(String),
+    Feel(Expr),
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub kind: TaskKind,
+    pub assignee: Option<Param>,
+    pub candidate_groups: Option<Param>,
+    pub candidate_users: Option<Param>,
+    pub due_date: Option<Param>,
+    pub follow_up_date: Option<Param>,
+    /// `reglament:deadline`: the task's due date as a term from its creation.
+    pub deadline: Option<Term>,
+    /// `zeebe:taskDefinition type` (service, send, script-as-job tasks).
+    pub job_type: Option<Param>,
+    pub retries: Option<Param>,
+    pub headers: Vec<(String, String)>,
+    /// Script tasks: `zeebe:script expression` (or a FEEL `bpmn:script` body).
+    pub script: Option<Expr>,
+    pub result_variable: Option<String>,
+    /// Receive tasks: the message they wait for.
+    pub message: Option<String>,
+    /// `zeebe:formDefinition formKey/formId`.
+    pub form_key: Option<String>,
+    /// `reglament:form`: the fields a user task's completion must carry.
+    pub form: Vec<FormField>,
+    pub priority: Option<Param>,
+}
+
+impl Task {
+    pub fn new(kind: TaskKind) -> Task {
+        Task {
+            kind,
+            assignee: None,
+            candidate_groups: None,
+            candidate_users: None,
+            due_date: None,
+            follow_up_date: None,
+            deadline: None,
+            job_type: None,
+            retries: None,
+            headers: Vec::new(),
+            script: None,
+            result_variable: None,
+            message: None,
+            form_key: None,
+            form: Vec::new(),
+            priority: None,
+        }
+    }
+
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One field of a task form (`reglament:field`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormField {
+    pub id: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    /// Allowed values for `enum` fields: (value, label).
+    pub options: Vec<(String, String)>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Textarea,
+    Number,
+    Boolean,
+    Date,
+    Enum,
+    Email,
+}
+
+#[derive(Debug, Clone)]
+pub struct CalledElement {
+    pub process_id: Option<Param>,
+    pub propagate_all_child_variables: bool,
+    pub propagate_all_parent_variables: bool,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct MultiInstance {
+    pub sequential: bool,
+    pub input_collection: Option<Expr>,
+    pub input_element: Option<String>,
+    pub output_collection: Option<String>,
+    pub output_element: Option<Expr>,
+    pub completion_condition: Option<Expr>,
+    pub pos: Pos,
+}
+
+/// `zeebe:ioMapping`.
+#[derive(Debug, Clone, Default)]
+pub struct IoMapping {
+    pub inputs: Vec<Mapping>,
+    pub outputs: Vec<Mapping>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub source: Expr,
+    /// Target variable; a dotted path (`a.b`) writes into a nested object.
+    pub target: String,
+}

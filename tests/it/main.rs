@@ -1,0 +1,7 @@
+//! The one integration-test binary (STYLE.md, item 10). Data-driven suites read their cases
+//! from the folders beside this one; set `UPDATE_EXPECT=1` to rewrite expected outputs.
+
+mod support;
+
+mod corpus;
+mod validate;
