@@ -20,6 +20,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Run a scenario on the pure engine with a virtual clock; prints a JSON-lines trace.
+    Simulate {
+        /// A scenario file (TOML, DESIGN §6).
+        scenario: std::path::PathBuf,
+    },
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -34,6 +39,18 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Simulate { scenario } => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            match reglament::simulate_cmd::run(&scenario, &mut stdout.lock(), &mut stderr.lock()) {
+                Ok(reglament::simulate_cmd::Outcome::Ok) => ExitCode::SUCCESS,
+                Ok(reglament::simulate_cmd::Outcome::Failed) => ExitCode::from(EXIT_INVALID),
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         Command::Validate { files } => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();

@@ -10,6 +10,8 @@ pub mod diagnostics;
 pub mod feel;
 pub mod model;
 pub mod parse;
+pub mod runtime;
+pub mod sim;
 pub mod timer;
 pub mod validate;
 pub mod xml;

@@ -1,0 +1,1326 @@
+//! The executor: decides what a command does, emitting events (applied at once to a working copy
+//! of the state) and effects. Work inside one command runs from a FIFO queue of steps, so the
+//! order of events is deterministic and independent of recursion depth.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::Value as Json;
+
+use super::state::{EiData, MiState, Retry, apply};
+use super::terms::{self, compute_term};
+use super::*;
+use crate::feel::{Expr, Vars};
+use crate::model::*;
+use crate::timer::TimerSpec;
+
+/// Starts a new instance.
+pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<(Instance, Transition), Rejection> {
+    let p = def.process();
+    let start_node = match &cmd.start_event {
+        Some(id) => {
+            let node = p.node_by_id(id).ok_or_else(|| Rejection::NoSuchStartEvent(id.clone()))?;
+            if !matches!(p.node(node).kind, NodeKind::StartEvent { .. }) || p.node(node).parent.is_some() {
+                return Err(Rejection::NoSuchStartEvent(id.clone()));
+            }
+            node
+        }
+        None => p.none_start_of(None).ok_or(Rejection::NoNoneStart)?,
+    };
+    let state = Instance { id: cmd.id.clone(), next_key: 1, ..Instance::default() };
+    let mut x = Exec::new(def, env, state, now);
+    let deadline = match &p.settings.sla {
+        Some(term) => Some(
+            compute_term(term, now, def.tz, env, &def.calendar)
+                .map_err(|e| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?,
+        ),
+        None => None,
+    };
+    x.emit(Event::InstanceStarted {
+        process: def.key().to_string(),
+        version: def.version,
+        business_key: cmd.business_key,
+        parent: cmd.parent,
+        deadline,
+    });
+    if !cmd.variables.is_empty() {
+        x.emit(Event::VariablesSet { scope: ROOT, variables: cmd.variables });
+    }
+    x.open_event_subprocesses(ROOT);
+    x.queue.push_back(Step::Activate { node: start_node, scope: ROOT, flow: None });
+    x.run();
+    Ok(x.finish())
+}
+
+/// Applies a command to an existing instance.
+pub fn handle(
+    def: &ProcessDef,
+    env: &Env,
+    state: &Instance,
+    cmd: Command,
+    now: Ts,
+) -> Result<(Instance, Transition), Rejection> {
+    if state.status != Status::Active {
+        return Err(Rejection::NotActive(state.status));
+    }
+    let mut x = Exec::new(def, env, state.clone(), now);
+    x.command(cmd)?;
+    x.run();
+    Ok(x.finish())
+}
+
+#[derive(Debug)]
+enum Step {
+    Activate { node: NodeIdx, scope: Key, flow: Option<FlowIdx> },
+    Leave { key: Key },
+    ScopeCheck { scope: Key },
+}
+
+struct Exec<'a> {
+    def: &'a ProcessDef,
+    p: &'a Process,
+    env: &'a Env,
+    now: Ts,
+    st: Instance,
+    next_key: Key,
+    events: Vec<Event>,
+    effects: Vec<Effect>,
+    queue: VecDeque<Step>,
+}
+
+/// A failure inside the running process: becomes an incident.
+struct Failure(String);
+
+impl<'a> Exec<'a> {
+    fn new(def: &'a ProcessDef, env: &'a Env, st: Instance, now: Ts) -> Self {
+        let next_key = st.next_key;
+        Exec {
+            def,
+            p: def.process(),
+            env,
+            now,
+            st,
+            next_key,
+            events: Vec::new(),
+            effects: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn finish(self) -> (Instance, Transition) {
+        (self.st, Transition { at: self.now, events: self.events, effects: self.effects })
+    }
+
+    fn emit(&mut self, event: Event) {
+        apply(&mut self.st, &event, self.now);
+        self.events.push(event);
+    }
+
+    fn key(&mut self) -> Key {
+        let k = self.next_key;
+        self.next_key += 1;
+        k
+    }
+
+    fn node(&self, n: NodeIdx) -> &'a Node {
+        self.p.node(n)
+    }
+
+    // ---- commands -------------------------------------------------------------------------
+
+    fn command(&mut self, cmd: Command) -> Result<(), Rejection> {
+        match cmd {
+            Command::CompleteTask { task, variables } => {
+                let ei = self
+                    .st
+                    .ei(task)
+                    .filter(|e| matches!(e.data, EiData::Task(_)))
+                    .ok_or(Rejection::NoSuchTask(task))?;
+                let node = ei.node;
+                if let NodeKind::Task(t) = &self.node(node).kind {
+                    check_form(&t.form, &variables).map_err(Rejection::InvalidForm)?;
+                }
+                self.emit(Event::TaskCompleted { key: task, node });
+                self.leave(task, Some(variables));
+            }
+            Command::CompleteJob { job, variables } => {
+                let ei = self.st.ei(job).filter(|e| matches!(e.data, EiData::Job)).ok_or(Rejection::NoSuchJob(job))?;
+                let node = ei.node;
+                self.emit(Event::JobCompleted { key: job, node });
+                self.leave(job, Some(variables));
+            }
+            Command::FailJob { job, message, retryable } => {
+                let ei = self.st.ei(job).filter(|e| matches!(e.data, EiData::Job)).ok_or(Rejection::NoSuchJob(job))?;
+                if !retryable {
+                    let node = ei.node;
+                    self.emit(Event::JobCompleted { key: job, node });
+                    self.incident(job, Retry::Activate, message);
+                }
+            }
+            Command::FireTimer { timer } => self.fire_timer(timer)?,
+            Command::CorrelateMessage { name, correlation_key, variables } => {
+                let sub = self
+                    .st
+                    .messages
+                    .iter()
+                    .find(|m| m.name == name && m.correlation_key == correlation_key)
+                    .cloned()
+                    .ok_or(Rejection::NoSubscription {
+                        name: name.clone(),
+                        correlation_key: correlation_key.clone(),
+                    })?;
+                self.emit(Event::MessageCorrelated { key: sub.key, node: sub.node, name, correlation_key });
+                self.event_happened(sub.node, sub.owner, Some(variables));
+            }
+            Command::ChildCompleted { call, variables } => {
+                let ei =
+                    self.st.ei(call).filter(|e| matches!(e.data, EiData::Call)).ok_or(Rejection::NoSuchCall(call))?;
+                let node = self.node(ei.node);
+                let vars = match &node.kind {
+                    NodeKind::CallActivity { called }
+                        if !called.propagate_all_child_variables && node.io.outputs.is_empty() =>
+                    {
+                        None
+                    }
+                    _ => Some(variables),
+                };
+                self.leave(call, vars);
+            }
+            Command::ChildFailed { call, error_code, message } => {
+                self.st.ei(call).filter(|e| matches!(e.data, EiData::Call)).ok_or(Rejection::NoSuchCall(call))?;
+                self.throw_error(call, &error_code, &message);
+            }
+            Command::ResolveIncident { incident, variables } => {
+                let inc = self
+                    .st
+                    .incidents
+                    .iter()
+                    .find(|i| i.key == incident)
+                    .cloned()
+                    .ok_or(Rejection::NoSuchIncident(incident))?;
+                if !variables.is_empty() {
+                    let scope = self.st.ei(inc.element).map(|e| e.scope).unwrap_or(ROOT);
+                    self.set_propagated(scope, variables);
+                }
+                self.emit(Event::IncidentResolved { key: incident });
+                if self.st.ei(inc.element).is_some() {
+                    match inc.retry {
+                        Retry::Activate => self.activate_element(inc.element),
+                        Retry::Complete => self.leave(inc.element, None),
+                    }
+                }
+            }
+            Command::Cancel { reason } => {
+                self.terminate_children(ROOT);
+                self.close_subscriptions(ROOT);
+                self.emit(Event::InstanceCancelled { reason });
+                if let Some(parent) = self.st.parent.clone() {
+                    self.effects.push(Effect::NotifyParent { parent, outcome: ChildOutcome::Cancelled });
+                }
+            }
+            Command::ExtendSla { by, reason } => {
+                let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
+                let deadline = compute_term(&by, sla.deadline, self.def.tz, self.env, &self.def.calendar)
+                    .map_err(|e| Rejection::Invalid(e.to_string()))?;
+                self.emit(Event::SlaExtended { deadline, reason });
+            }
+            Command::PauseSla { reason } => {
+                let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
+                if sla.paused_at.is_some() {
+                    return Err(Rejection::Invalid("the SLA clock is already paused".into()));
+                }
+                self.emit(Event::SlaPaused { reason });
+            }
+            Command::ResumeSla => {
+                let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
+                let paused_at =
+                    sla.paused_at.ok_or_else(|| Rejection::Invalid("the SLA clock is not paused".into()))?;
+                let deadline = self.shift_deadline(sla.deadline, paused_at)?;
+                self.emit(Event::SlaResumed { deadline });
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves an SLA deadline by the time it was paused, in the SLA's own time basis.
+    fn shift_deadline(&self, deadline: Ts, paused_at: Ts) -> Result<Ts, Rejection> {
+        let working = self.p.settings.sla.as_ref().is_some_and(|t| t.time == TimeBasis::Working);
+        if working && let Some(cal) = self.env.calendars.get(&self.def.calendar) {
+            let tz = self.def.tz;
+            let minutes = cal
+                .working_minutes_between(paused_at.with_timezone(&tz), self.now.with_timezone(&tz))
+                .map_err(|e| Rejection::Invalid(e.to_string()))?;
+            let minutes = u32::try_from(minutes.max(0)).unwrap_or(u32::MAX);
+            return cal
+                .add_working_hours(deadline.with_timezone(&tz), minutes)
+                .map(|t| t.to_utc())
+                .map_err(|e| Rejection::Invalid(e.to_string()));
+        }
+        Ok(deadline + (self.now - paused_at))
+    }
+
+    fn fire_timer(&mut self, timer: Key) -> Result<(), Rejection> {
+        let t = self.st.timers.iter().find(|t| t.key == timer).cloned().ok_or(Rejection::NoSuchTimer(timer))?;
+        self.emit(Event::TimerFired { key: t.key, node: t.node });
+        // Non-interrupting cycles fire again.
+        let node = self.node(t.node);
+        let repeats = match &node.kind {
+            NodeKind::Boundary { cancel_activity: false, trigger: Trigger::Timer(td), .. } => Some(td),
+            NodeKind::StartEvent { interrupting: false, trigger: Trigger::Timer(td) } => Some(td),
+            _ => None,
+        };
+        if let Some(td) = repeats
+            && td.kind == crate::timer::TimerKind::Cycle
+        {
+            let scope = self.st.ei(t.owner).map(|e| e.scope).unwrap_or(ROOT);
+            if let Ok(Some(due)) = self.timer_due(td, scope, t.fired + 1, t.due) {
+                let key = self.key();
+                self.emit(Event::TimerScheduled { key, node: t.node, owner: t.owner, due, fired: t.fired + 1 });
+                self.effects.push(Effect::ScheduleTimer { timer: key, due });
+            }
+        }
+        self.event_happened(t.node, t.owner, None);
+        Ok(())
+    }
+
+    /// A timer fired or a message arrived for event node `node` owned by element `owner`.
+    fn event_happened(&mut self, node: NodeIdx, owner: Key, vars: Option<Vars>) {
+        let n = self.node(node);
+        match &n.kind {
+            NodeKind::Boundary { .. } => self.boundary_triggered(owner, node, vars),
+            NodeKind::StartEvent { .. } => self.event_subprocess_triggered(owner, node, vars),
+            _ => {
+                let Some(owner_ei) = self.st.ei(owner) else { return };
+                if owner_ei.node == node {
+                    // An intermediate catch event or receive task waiting for itself.
+                    self.leave(owner, vars);
+                } else {
+                    // The event won the race of an event-based gateway.
+                    self.event_gateway_won(owner, node, vars);
+                }
+            }
+        }
+    }
+
+    // ---- the step loop --------------------------------------------------------------------
+
+    fn run(&mut self) {
+        loop {
+            while let Some(step) = self.queue.pop_front() {
+                if self.st.status != Status::Active {
+                    self.queue.clear();
+                    break;
+                }
+                match step {
+                    Step::Activate { node, scope, flow } => self.arrive(node, scope, flow),
+                    Step::Leave { key } => self.leave(key, None),
+                    Step::ScopeCheck { scope } => self.scope_check(scope),
+                }
+            }
+            // Inclusive joins may become ready once other branches died.
+            if self.st.status != Status::Active || !self.fire_ready_inclusive_joins() {
+                break;
+            }
+        }
+        debug_assert!(self.st.next_key <= self.next_key);
+        self.st.next_key = self.st.next_key.max(self.next_key);
+    }
+
+    /// A token arrives at `node` (via `flow`, unless it is a start).
+    fn arrive(&mut self, node: NodeIdx, scope: Key, flow: Option<FlowIdx>) {
+        let n = self.node(node);
+        if let (NodeKind::Gateway(kind @ (GatewayKind::Parallel | GatewayKind::Inclusive)), Some(flow)) =
+            (&n.kind, flow)
+            && n.incoming.len() > 1
+        {
+            self.emit(Event::TokenWaiting { scope, flow });
+            let ready = match kind {
+                GatewayKind::Parallel => n.incoming.iter().all(|f| self.st.waiting.contains(&(scope, *f))),
+                _ => self.inclusive_ready(node, scope),
+            };
+            if ready {
+                self.fire_join(node, scope);
+            }
+            return;
+        }
+        self.enter(node, scope);
+    }
+
+    fn fire_join(&mut self, node: NodeIdx, scope: Key) {
+        let flows: Vec<FlowIdx> =
+            self.node(node).incoming.iter().copied().filter(|f| self.st.waiting.contains(&(scope, *f))).collect();
+        self.emit(Event::JoinFired { scope, flows });
+        self.enter(node, scope);
+    }
+
+    /// An inclusive join may fire when a token waits and no other token in the scope can still
+    /// reach one of its empty incoming flows.
+    fn inclusive_ready(&self, join: NodeIdx, scope: Key) -> bool {
+        let n = self.node(join);
+        let pending: Vec<NodeIdx> = n
+            .incoming
+            .iter()
+            .filter(|f| !self.st.waiting.contains(&(scope, **f)))
+            .map(|f| self.p.flow(*f).source)
+            .collect();
+        if pending.len() == n.incoming.len() {
+            return false;
+        }
+        let mut live: Vec<NodeIdx> = self.st.children(scope).map(|e| e.node).collect();
+        for (s, f) in &self.st.waiting {
+            let target = self.p.flow(*f).target;
+            if *s == scope && target != join {
+                live.push(target);
+            }
+        }
+        let mut seen = vec![false; self.p.nodes.len()];
+        let mut stack = live;
+        while let Some(v) = stack.pop() {
+            if v == join || std::mem::replace(&mut seen[v as usize], true) {
+                continue;
+            }
+            if pending.contains(&v) {
+                return false;
+            }
+            let vn = self.node(v);
+            stack.extend(vn.outgoing.iter().map(|f| self.p.flow(*f).target));
+            stack.extend(vn.boundaries.iter().copied());
+        }
+        true
+    }
+
+    fn fire_ready_inclusive_joins(&mut self) -> bool {
+        let mut candidates: Vec<(NodeIdx, Key)> = self
+            .st
+            .waiting
+            .iter()
+            .map(|(s, f)| (self.p.flow(*f).target, *s))
+            .filter(|(n, _)| matches!(self.node(*n).kind, NodeKind::Gateway(GatewayKind::Inclusive)))
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for (join, scope) in candidates {
+            if self.inclusive_ready(join, scope) {
+                self.fire_join(join, scope);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Creates the element instance and runs its activation.
+    fn enter(&mut self, node: NodeIdx, scope: Key) {
+        let key = self.key();
+        self.emit(Event::ElementEntered { key, node, scope });
+        let n = self.node(node);
+        if n.multi_instance.is_some() && !self.is_mi_inner(key) {
+            self.open_boundaries(key);
+            self.start_multi_instance(key);
+        } else {
+            if n.is_activity() {
+                self.open_boundaries(key);
+            }
+            self.activate_element(key);
+        }
+    }
+
+    /// Is `key` an inner instance of a multi-instance body (same node, body as scope)?
+    fn is_mi_inner(&self, key: Key) -> bool {
+        let Some(ei) = self.st.ei(key) else { return false };
+        self.st.ei(ei.scope).is_some_and(|body| body.node == ei.node && matches!(body.data, EiData::MultiInstance(_)))
+    }
+
+    fn lookup_fn(&self, scope: Key) -> impl Fn(&str) -> Option<Json> + '_ {
+        move |name: &str| self.st.lookup(scope, name)
+    }
+
+    fn eval(&self, expr: &Expr, scope: Key) -> Result<Json, Failure> {
+        expr.eval_with(&self.lookup_fn(scope)).map_err(|e| Failure(e.message))
+    }
+
+    fn param_string(&self, param: &Param, scope: Key) -> Result<String, Failure> {
+        match param {
+            Param::Static(s) => Ok(s.clone()),
+            Param::Feel(e) => match self.eval(e, scope)? {
+                Json::String(s) => Ok(s),
+                Json::Null => Err(Failure(format!("`{}` is null", e.source()))),
+                other => Ok(other.to_string()),
+            },
+        }
+    }
+
+    fn param_list(&self, param: &Param, scope: Key) -> Result<Vec<String>, Failure> {
+        let split = |s: &str| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        match param {
+            Param::Static(s) => Ok(split(s)),
+            Param::Feel(e) => match self.eval(e, scope)? {
+                Json::String(s) => Ok(split(&s)),
+                Json::Array(items) => Ok(items
+                    .into_iter()
+                    .map(|v| match v {
+                        Json::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect()),
+                Json::Null => Ok(Vec::new()),
+                other => Err(Failure(format!("`{}` gave {other}, expected a list of strings", e.source()))),
+            },
+        }
+    }
+
+    /// Runs an element's behaviour on entry (or on incident retry).
+    fn activate_element(&mut self, key: Key) {
+        let Some(ei) = self.st.ei(key).cloned() else { return };
+        let n = self.node(ei.node);
+        if !n.io.inputs.is_empty() {
+            let mut locals = Vars::new();
+            for m in &n.io.inputs {
+                let value = {
+                    let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(ei.scope, name));
+                    m.source.eval_with(&lookup)
+                };
+                match value {
+                    Ok(v) => set_path(&mut locals, &m.target, v),
+                    Err(e) => return self.incident(key, Retry::Activate, e.message),
+                }
+            }
+            self.emit(Event::VariablesSet { scope: key, variables: locals });
+        }
+        let result = match &n.kind {
+            NodeKind::StartEvent { .. }
+            | NodeKind::Boundary { .. }
+            | NodeKind::Gateway(GatewayKind::Exclusive | GatewayKind::Inclusive | GatewayKind::Parallel) => {
+                self.queue.push_back(Step::Leave { key });
+                Ok(())
+            }
+            NodeKind::EndEvent { result } | NodeKind::ThrowEvent { result } => self.throw_result(key, result),
+            NodeKind::CatchEvent { trigger } => self.subscribe_trigger(trigger, ei.node, key, ei.scope),
+            NodeKind::Gateway(GatewayKind::EventBased) => {
+                let mut result = Ok(());
+                for f in &n.outgoing {
+                    let target = self.p.flow(*f).target;
+                    let tn = self.node(target);
+                    result = match &tn.kind {
+                        NodeKind::CatchEvent { trigger } => self.subscribe_trigger(trigger, target, key, ei.scope),
+                        NodeKind::Task(t) => match &t.message {
+                            Some(m) => self.subscribe_message(m, target, key, ei.scope),
+                            None => Ok(()),
+                        },
+                        _ => Ok(()),
+                    };
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+            NodeKind::Task(task) => self.activate_task(key, &ei, task),
+            NodeKind::SubProcess { .. } => {
+                let start = self.p.none_start_of(Some(ei.node)).or_else(|| {
+                    self.p
+                        .children_of(Some(ei.node))
+                        .find(|&c| matches!(self.node(c).kind, NodeKind::StartEvent { .. }))
+                });
+                if matches!(n.kind, NodeKind::SubProcess { triggered_by_event: false }) {
+                    self.open_event_subprocesses(key);
+                }
+                match start {
+                    Some(s) if matches!(n.kind, NodeKind::SubProcess { triggered_by_event: false }) => {
+                        self.queue.push_back(Step::Activate { node: s, scope: key, flow: None });
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            NodeKind::CallActivity { called } => self.call(key, &ei, called),
+            NodeKind::Unsupported { element, .. } => Err(Failure(format!("{element} cannot be executed"))),
+        };
+        if let Err(Failure(message)) = result {
+            self.incident(key, Retry::Activate, message);
+        }
+    }
+
+    fn activate_task(&mut self, key: Key, ei: &Ei, task: &Task) -> Result<(), Failure> {
+        match task.kind {
+            TaskKind::Plain | TaskKind::Manual => {
+                self.queue.push_back(Step::Leave { key });
+                Ok(())
+            }
+            TaskKind::User => {
+                let info = self.task_info(task, key)?;
+                self.emit(Event::TaskCreated { key, node: ei.node, task: info });
+                Ok(())
+            }
+            TaskKind::Script => {
+                let expr = task.script.as_ref().ok_or_else(|| Failure("the script task has no expression".into()))?;
+                let value = self.eval(expr, key)?;
+                let mut vars = Vars::new();
+                if let Some(name) = &task.result_variable {
+                    vars.insert(name.clone(), value);
+                }
+                self.leave(key, Some(vars));
+                Ok(())
+            }
+            TaskKind::Receive => {
+                let message = task.message.clone().ok_or_else(|| Failure("the receive task has no message".into()))?;
+                self.subscribe_message(&message, ei.node, key, ei.scope)
+            }
+            TaskKind::Service | TaskKind::Send => {
+                let job_type = match &task.job_type {
+                    Some(p) => self.param_string(p, key)?,
+                    None => return Err(Failure("the task has no zeebe:taskDefinition type".into())),
+                };
+                if job_type == "email" {
+                    let email = self.email(task, key)?;
+                    self.emit(Event::EmailQueued { key, node: ei.node, email: email.clone() });
+                    self.effects.push(Effect::SendEmail { job: key, email });
+                } else {
+                    self.emit(Event::JobCreated { key, node: ei.node, job_type: job_type.clone() });
+                    let variables = self.st.visible(key);
+                    self.effects.push(Effect::RunJob { job: key, job_type, headers: task.headers.clone(), variables });
+                }
+                Ok(())
+            }
+            TaskKind::BusinessRule => Err(Failure("business rule tasks cannot be executed".into())),
+        }
+    }
+
+    fn task_info(&self, task: &Task, key: Key) -> Result<TaskInfo, Failure> {
+        let assignee = match &task.assignee {
+            Some(p) => Some(self.param_string(p, key)?).filter(|s| !s.is_empty()),
+            None => None,
+        };
+        let candidate_groups = match &task.candidate_groups {
+            Some(p) => self.param_list(p, key)?,
+            None => Vec::new(),
+        };
+        let candidate_users = match &task.candidate_users {
+            Some(p) => self.param_list(p, key)?,
+            None => Vec::new(),
+        };
+        let due = match (&task.deadline, &task.due_date) {
+            (Some(term), _) => Some(
+                compute_term(term, self.now, self.def.tz, self.env, &self.def.calendar)
+                    .map_err(|e| Failure(format!("the task's deadline cannot be computed: {e}")))?,
+            ),
+            (None, Some(p)) => Some(self.date_param(p, key)?),
+            (None, None) => None,
+        };
+        let follow_up = match &task.follow_up_date {
+            Some(p) => Some(self.date_param(p, key)?),
+            None => None,
+        };
+        let priority = match &task.priority {
+            Some(p) => Some(
+                self.param_string(p, key)?
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| Failure("the task priority is not a whole number".into()))?,
+            ),
+            None => None,
+        };
+        Ok(TaskInfo { assignee, candidate_groups, candidate_users, due, follow_up, priority })
+    }
+
+    fn date_param(&self, p: &Param, key: Key) -> Result<Ts, Failure> {
+        let text = self.param_string(p, key)?;
+        crate::timer::parse_date_time(&text)
+            .map(|d| d.to_utc())
+            .map_err(|e| Failure(format!("`{text}` is not a date-time: {e}")))
+    }
+
+    fn email(&self, task: &Task, key: Key) -> Result<Email, Failure> {
+        let header = |name: &str| -> Result<Option<String>, Failure> {
+            match task.header(name) {
+                None => Ok(None),
+                Some(v) if v.trim_start().starts_with('=') => {
+                    let expr = Expr::compile(v, Default::default()).map_err(|e| Failure(e.message))?;
+                    match self.eval(&expr, key)? {
+                        Json::String(s) => Ok(Some(s)),
+                        Json::Array(items) => Ok(Some(
+                            items
+                                .iter()
+                                .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )),
+                        Json::Null => Ok(None),
+                        other => Ok(Some(other.to_string())),
+                    }
+                }
+                Some(v) => Ok(Some(v.to_string())),
+            }
+        };
+        let list = |s: Option<String>| -> Vec<String> {
+            s.map(|s| s.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        let to = list(header("to")?);
+        let recipients_rule = task.header("recipients").is_some();
+        if to.is_empty() && !recipients_rule {
+            return Err(Failure("the email task has no recipient: header `to` is empty".into()));
+        }
+        let subject = header("subject")?.unwrap_or_default();
+        let body = header("body")?;
+        let template = task.header("template").map(str::to_owned);
+        if body.is_none() && template.is_none() {
+            return Err(Failure("the email task needs a `body` or a `template` header".into()));
+        }
+        let headers = task
+            .headers
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "to" | "cc" | "subject" | "body" | "template"))
+            .cloned()
+            .collect();
+        Ok(Email { to, cc: list(header("cc")?), subject, body, template, headers, variables: self.st.visible(key) })
+    }
+
+    fn call(&mut self, key: Key, ei: &Ei, called: &CalledElement) -> Result<(), Failure> {
+        let process = match &called.process_id {
+            Some(p) => self.param_string(p, key)?,
+            None => return Err(Failure("the call activity names no process".into())),
+        };
+        let variables = if called.propagate_all_parent_variables {
+            self.st.visible(key)
+        } else {
+            self.st.vars(key).cloned().unwrap_or_default()
+        };
+        self.emit(Event::ChildStarted { key, node: ei.node, process: process.clone() });
+        self.effects.push(Effect::StartChild { call: key, process, variables });
+        Ok(())
+    }
+
+    fn throw_result(&mut self, key: Key, result: &EndResult) -> Result<(), Failure> {
+        match result {
+            EndResult::None => self.queue.push_back(Step::Leave { key }),
+            EndResult::Message { message } => {
+                if let Some(m) = message.as_ref().and_then(|m| self.p_defs().messages.get(m)) {
+                    let correlation_key = match &m.correlation_key {
+                        Some(e) => json_key(&self.eval(e, key)?),
+                        None => String::new(),
+                    };
+                    let variables = self.st.visible(key);
+                    self.effects.push(Effect::PublishMessage { name: m.name.clone(), correlation_key, variables });
+                }
+                self.queue.push_back(Step::Leave { key });
+            }
+            EndResult::Terminate => {
+                let scope = self.st.ei(key).map(|e| e.scope).unwrap_or(ROOT);
+                let node = self.st.ei(key).map(|e| e.node).unwrap_or_default();
+                self.emit(Event::ElementCompleted { key, node });
+                self.terminate_children(scope);
+                self.queue.push_back(Step::ScopeCheck { scope });
+            }
+            EndResult::Error { error } => {
+                let code =
+                    self.p_defs().errors.get(error).and_then(|e| e.code.clone()).unwrap_or_else(|| error.clone());
+                self.throw_error(key, &code, "");
+            }
+        }
+        Ok(())
+    }
+
+    fn p_defs(&self) -> &'a Definitions {
+        &self.def.defs
+    }
+
+    // ---- subscriptions --------------------------------------------------------------------
+
+    fn subscribe_trigger(&mut self, trigger: &Trigger, node: NodeIdx, owner: Key, scope: Key) -> Result<(), Failure> {
+        match trigger {
+            Trigger::Timer(td) => {
+                let eval_scope = if self.st.ei(owner).is_some() { owner } else { scope };
+                match self.timer_due(td, eval_scope, 0, self.now)? {
+                    Some(due) => {
+                        let key = self.key();
+                        self.emit(Event::TimerScheduled { key, node, owner, due, fired: 0 });
+                        self.effects.push(Effect::ScheduleTimer { timer: key, due });
+                    }
+                    None => return Err(Failure("the timer cycle has no further firing".into())),
+                }
+                Ok(())
+            }
+            Trigger::Message { message } => {
+                let eval_scope = if self.st.ei(owner).is_some() { owner } else { scope };
+                self.subscribe_message(message, node, owner, eval_scope)
+            }
+            Trigger::None | Trigger::Error { .. } => Ok(()),
+        }
+    }
+
+    fn subscribe_message(&mut self, message: &str, node: NodeIdx, owner: Key, scope: Key) -> Result<(), Failure> {
+        let m = self
+            .p_defs()
+            .messages
+            .get(message)
+            .ok_or_else(|| Failure(format!("message `{message}` is not defined")))?;
+        let correlation_key = match &m.correlation_key {
+            Some(e) => {
+                let v = self.eval(e, scope)?;
+                if v.is_null() {
+                    return Err(Failure(format!(
+                        "the correlation key `{}` of message `{}` is null",
+                        e.source(),
+                        m.name
+                    )));
+                }
+                json_key(&v)
+            }
+            None => String::new(),
+        };
+        let key = self.key();
+        self.emit(Event::MessageSubscribed {
+            key,
+            node,
+            owner,
+            name: m.name.clone(),
+            correlation_key: correlation_key.clone(),
+        });
+        self.effects.push(Effect::Subscribe { subscription: key, name: m.name.clone(), correlation_key });
+        Ok(())
+    }
+
+    fn timer_due(&self, td: &TimerDef, scope: Key, fired: u32, base: Ts) -> Result<Option<Ts>, Failure> {
+        let spec = match &td.value {
+            TimerValue::Literal(spec) => spec.clone(),
+            TimerValue::Expression(e) => {
+                let text = match self.eval(e, scope)? {
+                    Json::String(s) => s,
+                    other => other.to_string(),
+                };
+                TimerSpec::parse(td.kind, &text).map_err(|e| Failure(format!("timer `{text}`: {e}")))?
+            }
+        };
+        Ok(match spec {
+            TimerSpec::Date(d) => Some(d.to_utc()),
+            TimerSpec::Duration(d) => {
+                let calendar = td.calendar.as_deref().unwrap_or(&self.def.calendar);
+                Some(
+                    terms::compute(&d, td.basis, calendar, base, self.def.tz, self.env)
+                        .map_err(|e| Failure(format!("timer duration {d}: {e}")))?,
+                )
+            }
+            TimerSpec::Cycle(c) => {
+                if c.repetitions().is_some_and(|r| fired >= r) {
+                    None
+                } else {
+                    c.next_after(base, fired, self.def.tz)
+                }
+            }
+        })
+    }
+
+    fn open_boundaries(&mut self, key: Key) {
+        let Some(ei) = self.st.ei(key).cloned() else { return };
+        for &b in &self.node(ei.node).boundaries {
+            if let NodeKind::Boundary { trigger, .. } = &self.node(b).kind
+                && let Err(Failure(message)) = self.subscribe_trigger(trigger, b, key, key)
+            {
+                self.incident(key, Retry::Activate, message);
+                return;
+            }
+        }
+    }
+
+    /// Opens the start subscriptions of the event subprocesses directly inside scope `scope`.
+    fn open_event_subprocesses(&mut self, scope: Key) {
+        let scope_node = if scope == ROOT { None } else { self.st.ei(scope).map(|e| e.node) };
+        let subs: Vec<NodeIdx> = self
+            .p
+            .children_of(scope_node)
+            .filter(|&c| matches!(self.node(c).kind, NodeKind::SubProcess { triggered_by_event: true }))
+            .collect();
+        for sub in subs {
+            let starts: Vec<NodeIdx> = self.p.children_of(Some(sub)).filter(|&c| self.node(c).is_start()).collect();
+            for s in starts {
+                if let NodeKind::StartEvent { trigger, .. } = &self.node(s).kind
+                    && let Err(Failure(message)) = self.subscribe_trigger(trigger, s, scope, scope)
+                {
+                    let element =
+                        if scope == ROOT { self.st.elements.first().map(|e| e.key).unwrap_or(ROOT) } else { scope };
+                    self.incident(element, Retry::Activate, message);
+                }
+            }
+        }
+    }
+
+    /// Closes the timers and message subscriptions owned by element `owner`.
+    fn close_subscriptions(&mut self, owner: Key) {
+        self.close_subscriptions_where(owner, |_| true);
+    }
+
+    fn close_subscriptions_where(&mut self, owner: Key, keep_node: impl Fn(NodeIdx) -> bool) {
+        let timers: Vec<(Key, NodeIdx)> =
+            self.st.timers.iter().filter(|t| t.owner == owner && keep_node(t.node)).map(|t| (t.key, t.node)).collect();
+        for (key, node) in timers {
+            self.emit(Event::TimerCancelled { key, node });
+            self.effects.push(Effect::CancelTimer { timer: key });
+        }
+        let subs: Vec<Key> =
+            self.st.messages.iter().filter(|m| m.owner == owner && keep_node(m.node)).map(|m| m.key).collect();
+        for key in subs {
+            self.emit(Event::SubscriptionClosed { key });
+            self.effects.push(Effect::Unsubscribe { subscription: key });
+        }
+    }
+
+    // ---- leaving elements -----------------------------------------------------------------
+
+    /// Completes element `key`: output mappings, choice of outgoing flows, then the next steps.
+    fn leave(&mut self, key: Key, completion: Option<Vars>) {
+        let Some(ei) = self.st.ei(key).cloned() else { return };
+        let n = self.node(ei.node);
+        // Variables: completion values go through output mappings when there are any.
+        if !n.io.outputs.is_empty() {
+            if let Some(vars) = completion.filter(|v| !v.is_empty()) {
+                self.emit(Event::VariablesSet { scope: key, variables: vars });
+            }
+            let mut out = Vars::new();
+            for m in &n.io.outputs {
+                match self.eval(&m.source, key) {
+                    Ok(v) => set_path(&mut out, &m.target, v),
+                    Err(Failure(message)) => return self.incident(key, Retry::Complete, message),
+                }
+            }
+            self.set_propagated(ei.scope, out);
+        } else if let Some(vars) = completion.filter(|v| !v.is_empty()) {
+            if self.is_mi_inner(key) {
+                // Inner instances keep their results local until the output element is read.
+                self.emit(Event::VariablesSet { scope: key, variables: vars });
+            } else {
+                self.set_propagated(ei.scope, vars);
+            }
+        }
+        let flows = match self.choose_flows(&ei, n) {
+            Ok(flows) => flows,
+            Err(Failure(message)) => return self.incident(key, Retry::Complete, message),
+        };
+        if self.is_mi_inner(key) {
+            return self.mi_inner_done(key, ei.scope);
+        }
+        if let EiData::MultiInstance(mi) = &ei.data
+            && let Some(mi_def) = &n.multi_instance
+            && let Some(name) = &mi_def.output_collection
+        {
+            let mut outputs = mi.outputs.clone();
+            outputs.resize(mi.items.len().max(outputs.len()), Json::Null);
+            let mut vars = Vars::new();
+            vars.insert(name.clone(), Json::Array(outputs));
+            self.set_propagated(ei.scope, vars);
+        }
+        self.close_subscriptions(key);
+        self.emit(Event::ElementCompleted { key, node: ei.node });
+        if flows.is_empty() {
+            self.queue.push_back(Step::ScopeCheck { scope: ei.scope });
+        }
+        for f in flows {
+            self.queue.push_back(Step::Activate { node: self.p.flow(f).target, scope: ei.scope, flow: Some(f) });
+        }
+    }
+
+    fn choose_flows(&self, ei: &Ei, n: &Node) -> Result<Vec<FlowIdx>, Failure> {
+        match &n.kind {
+            NodeKind::Gateway(GatewayKind::Exclusive) => {
+                for &f in &n.outgoing {
+                    if Some(f) == n.default_flow {
+                        continue;
+                    }
+                    let flow = self.p.flow(f);
+                    match &flow.condition {
+                        None => return Ok(vec![f]),
+                        Some(c) => {
+                            if c.eval_bool_with(&self.lookup_fn(ei.scope)).map_err(|e| Failure(e.message))? {
+                                return Ok(vec![f]);
+                            }
+                        }
+                    }
+                }
+                n.default_flow.map(|d| vec![d]).ok_or_else(|| {
+                    Failure(format!("no condition of exclusive gateway `{}` is true and it has no default flow", n.id))
+                })
+            }
+            NodeKind::Gateway(GatewayKind::Inclusive) => {
+                let mut taken = Vec::new();
+                for &f in &n.outgoing {
+                    if Some(f) == n.default_flow {
+                        continue;
+                    }
+                    let ok = match &self.p.flow(f).condition {
+                        None => true,
+                        Some(c) => c.eval_bool_with(&self.lookup_fn(ei.scope)).map_err(|e| Failure(e.message))?,
+                    };
+                    if ok {
+                        taken.push(f);
+                    }
+                }
+                if taken.is_empty() {
+                    taken.extend(n.default_flow);
+                }
+                if taken.is_empty() && !n.outgoing.is_empty() {
+                    return Err(Failure(format!(
+                        "no condition of inclusive gateway `{}` is true and it has no default flow",
+                        n.id
+                    )));
+                }
+                Ok(taken)
+            }
+            _ => Ok(n.outgoing.clone()),
+        }
+    }
+
+    /// Writes variables where they live: the nearest scope that has each, else the instance.
+    fn set_propagated(&mut self, scope: Key, vars: Vars) {
+        let chain = self.st.scope_chain(scope);
+        let mut by_scope: BTreeMap<Key, Vars> = BTreeMap::new();
+        for (name, value) in vars {
+            let target =
+                chain.iter().copied().find(|s| self.st.vars(*s).is_some_and(|v| v.contains_key(&name))).unwrap_or(ROOT);
+            by_scope.entry(target).or_default().insert(name, value);
+        }
+        for (scope, variables) in by_scope {
+            self.emit(Event::VariablesSet { scope, variables });
+        }
+    }
+
+    /// A scope may be done: no element instances and no waiting tokens left in it.
+    fn scope_check(&mut self, scope: Key) {
+        if self.st.children(scope).next().is_some() || self.st.waiting.iter().any(|(s, _)| *s == scope) {
+            return;
+        }
+        if scope == ROOT {
+            if self.st.status == Status::Active {
+                self.close_subscriptions(ROOT);
+                let variables = self.st.vars(ROOT).cloned().unwrap_or_default();
+                self.emit(Event::InstanceCompleted);
+                if let Some(parent) = self.st.parent.clone() {
+                    self.effects.push(Effect::NotifyParent { parent, outcome: ChildOutcome::Completed { variables } });
+                }
+            }
+            return;
+        }
+        if self.st.ei(scope).is_some() {
+            self.leave(scope, None);
+        }
+    }
+
+    // ---- multi-instance -------------------------------------------------------------------
+
+    fn start_multi_instance(&mut self, body: Key) {
+        let Some(ei) = self.st.ei(body).cloned() else { return };
+        let mi = self.node(ei.node).multi_instance.as_ref().expect("checked by caller");
+        let Some(collection) = &mi.input_collection else { return };
+        let items = match self.eval(collection, ei.scope) {
+            Ok(Json::Array(items)) => items,
+            Ok(Json::Null) => Vec::new(),
+            Ok(other) => {
+                return self.incident(
+                    body,
+                    Retry::Activate,
+                    format!("inputCollection `{}` gave {other}, expected a list", collection.source()),
+                );
+            }
+            Err(Failure(message)) => return self.incident(body, Retry::Activate, message),
+        };
+        let count = items.len();
+        self.emit(Event::MultiInstanceStarted { key: body, items });
+        if count == 0 {
+            self.queue.push_back(Step::Leave { key: body });
+        } else if mi.sequential {
+            self.start_inner(body, 0);
+        } else {
+            for i in 0..count {
+                self.start_inner(body, i as u32);
+            }
+        }
+    }
+
+    fn start_inner(&mut self, body: Key, index: u32) {
+        let Some(ei) = self.st.ei(body).cloned() else { return };
+        let EiData::MultiInstance(mi) = &ei.data else { return };
+        let item = mi.items.get(index as usize).cloned().unwrap_or(Json::Null);
+        let mi_def = self.node(ei.node).multi_instance.as_ref().expect("multi-instance body");
+        let key = self.key();
+        self.emit(Event::ElementEntered { key, node: ei.node, scope: body });
+        self.emit(Event::MultiInstanceProgress { key: body, index, output: None });
+        let mut locals = Vars::new();
+        locals.insert("loopCounter".into(), Json::from(index + 1));
+        if let Some(name) = &mi_def.input_element {
+            locals.insert(name.clone(), item);
+        }
+        self.emit(Event::VariablesSet { scope: key, variables: locals });
+        self.activate_element(key);
+    }
+
+    fn mi_inner_done(&mut self, inner: Key, body: Key) {
+        let Some(ei) = self.st.ei(inner).cloned() else { return };
+        let mi_def = self.node(ei.node).multi_instance.as_ref().expect("multi-instance body");
+        let index = self
+            .st
+            .vars(inner)
+            .and_then(|v| v.get("loopCounter"))
+            .and_then(Json::as_u64)
+            .map(|c| c as u32 - 1)
+            .unwrap_or(0);
+        let output = match &mi_def.output_element {
+            Some(e) => match self.eval(e, inner) {
+                Ok(v) => Some(v),
+                Err(Failure(message)) => return self.incident(inner, Retry::Complete, message),
+            },
+            None => None,
+        };
+        self.close_subscriptions(inner);
+        self.emit(Event::ElementCompleted { key: inner, node: ei.node });
+        self.emit(Event::MultiInstanceProgress { key: body, index, output });
+        let Some(EiData::MultiInstance(state)) = self.st.ei(body).map(|b| b.data.clone()) else { return };
+        let MiState { items, started, completed, .. } = *state;
+        let total = items.len() as u32;
+        if let Some(cond) = &mi_def.completion_condition {
+            let mut extra = Vars::new();
+            extra.insert("numberOfInstances".into(), Json::from(total));
+            extra.insert("numberOfCompletedInstances".into(), Json::from(completed));
+            extra.insert("numberOfActiveInstances".into(), Json::from(started - completed));
+            let lookup = |name: &str| extra.get(name).cloned().or_else(|| self.st.lookup(body, name));
+            match cond.eval_bool_with(&lookup) {
+                Ok(true) => {
+                    self.terminate_children(body);
+                    self.queue.push_back(Step::Leave { key: body });
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => return self.incident(body, Retry::Complete, e.message),
+            }
+        }
+        if mi_def.sequential && started < total {
+            self.start_inner(body, started);
+        } else if completed >= total {
+            self.queue.push_back(Step::Leave { key: body });
+        }
+    }
+
+    // ---- interruptions --------------------------------------------------------------------
+
+    fn boundary_triggered(&mut self, activity: Key, boundary: NodeIdx, vars: Option<Vars>) {
+        let Some(act) = self.st.ei(activity).cloned() else { return };
+        let interrupting = matches!(self.node(boundary).kind, NodeKind::Boundary { cancel_activity: true, .. });
+        if interrupting {
+            self.terminate(activity);
+        }
+        let key = self.key();
+        self.emit(Event::ElementEntered { key, node: boundary, scope: act.scope });
+        self.leave(key, vars);
+    }
+
+    fn event_subprocess_triggered(&mut self, scope: Key, start: NodeIdx, vars: Option<Vars>) {
+        if scope != ROOT && self.st.ei(scope).is_none() {
+            return;
+        }
+        let Some(sub) = self.node(start).parent else { return };
+        let interrupting = matches!(self.node(start).kind, NodeKind::StartEvent { interrupting: true, .. });
+        if interrupting {
+            self.terminate_children(scope);
+            // The scope's other event subprocesses stop listening; its own boundaries stay.
+            let p = self.p;
+            self.close_subscriptions_where(scope, |n| {
+                p.node(n).parent.is_some_and(|s| p.node(s).parent == p.node(sub).parent)
+            });
+        } else if let NodeKind::StartEvent { trigger: Trigger::Message { message }, .. } = &self.node(start).kind {
+            let message = message.clone();
+            if let Err(Failure(m)) = self.subscribe_message(&message, start, scope, scope) {
+                self.incident(scope, Retry::Activate, m);
+            }
+        }
+        let key = self.key();
+        self.emit(Event::ElementEntered { key, node: sub, scope });
+        let start_key = self.key();
+        self.emit(Event::ElementEntered { key: start_key, node: start, scope: key });
+        self.leave(start_key, vars);
+    }
+
+    fn event_gateway_won(&mut self, gateway: Key, target: NodeIdx, vars: Option<Vars>) {
+        let Some(gw) = self.st.ei(gateway).cloned() else { return };
+        self.close_subscriptions(gateway);
+        self.emit(Event::ElementCompleted { key: gateway, node: gw.node });
+        let key = self.key();
+        self.emit(Event::ElementEntered { key, node: target, scope: gw.scope });
+        self.leave(key, vars);
+    }
+
+    /// Throws error `code` from element `from`: the nearest event subprocess or boundary event
+    /// that catches it, scope by scope outwards; else the parent instance, else an incident.
+    fn throw_error(&mut self, from: Key, code: &str, message: &str) {
+        let from_node = self.st.ei(from).map(|e| e.node).unwrap_or_default();
+        let mut cur = from;
+        loop {
+            // Event subprocesses inside `cur`, when `cur` is a scope.
+            let scope_node = if cur == ROOT { None } else { self.st.ei(cur).map(|e| e.node) };
+            let is_scope =
+                cur == ROOT || scope_node.is_some_and(|n| matches!(self.node(n).kind, NodeKind::SubProcess { .. }));
+            if is_scope && cur != from {
+                let catcher = self.p.children_of(scope_node).find_map(|sub| {
+                    if !matches!(self.node(sub).kind, NodeKind::SubProcess { triggered_by_event: true }) {
+                        return None;
+                    }
+                    self.p.children_of(Some(sub)).find(|&s| {
+                        matches!(&self.node(s).kind, NodeKind::StartEvent { trigger: Trigger::Error { error }, .. } if self.error_matches(error.as_deref(), code))
+                    })
+                });
+                if let Some(start) = catcher {
+                    self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(start) });
+                    self.event_subprocess_triggered(cur, start, Some(error_vars(code, message)));
+                    return;
+                }
+            }
+            if cur == ROOT {
+                break;
+            }
+            let Some(ei) = self.st.ei(cur).cloned() else { break };
+            let boundary = self.node(ei.node).boundaries.iter().copied().find(|&b| {
+                matches!(&self.node(b).kind, NodeKind::Boundary { trigger: Trigger::Error { error }, .. } if self.error_matches(error.as_deref(), code))
+            });
+            if let Some(b) = boundary {
+                self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(b) });
+                self.boundary_triggered(cur, b, Some(error_vars(code, message)));
+                return;
+            }
+            cur = ei.scope;
+        }
+        self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: None });
+        if let Some(parent) = self.st.parent.clone() {
+            self.terminate_children(ROOT);
+            self.close_subscriptions(ROOT);
+            self.emit(Event::InstanceCancelled { reason: format!("error `{code}` passed to the calling process") });
+            self.effects.push(Effect::NotifyParent {
+                parent,
+                outcome: ChildOutcome::Failed { error_code: code.to_string(), message: message.to_string() },
+            });
+        } else {
+            let text = if message.is_empty() { String::new() } else { format!(": {message}") };
+            self.incident(
+                from,
+                Retry::Activate,
+                format!("error `{code}` was not caught by any boundary or event subprocess{text}"),
+            );
+        }
+    }
+
+    fn error_matches(&self, catcher: Option<&str>, code: &str) -> bool {
+        match catcher {
+            None => true,
+            Some(id) => {
+                let def = self.p_defs().errors.get(id);
+                def.and_then(|d| d.code.as_deref()).unwrap_or(id) == code
+            }
+        }
+    }
+
+    /// Terminates an element instance and everything inside it.
+    fn terminate(&mut self, key: Key) {
+        self.terminate_children(key);
+        let Some(ei) = self.st.ei(key).cloned() else { return };
+        self.close_subscriptions(key);
+        match ei.data {
+            EiData::Job => self.effects.push(Effect::CancelJob { job: key }),
+            EiData::Call => self.effects.push(Effect::CancelChild { call: key }),
+            _ => {}
+        }
+        let incidents: Vec<Key> = self.st.incidents.iter().filter(|i| i.element == key).map(|i| i.key).collect();
+        for incident in incidents {
+            self.emit(Event::IncidentResolved { key: incident });
+        }
+        self.emit(Event::ElementTerminated { key, node: ei.node });
+    }
+
+    fn terminate_children(&mut self, scope: Key) {
+        let children: Vec<Key> = self.st.children(scope).map(|e| e.key).collect();
+        for child in children.into_iter().rev() {
+            self.terminate(child);
+        }
+        let waiting: Vec<u32> = self.st.waiting.iter().filter(|(s, _)| *s == scope).map(|(_, f)| *f).collect();
+        if !waiting.is_empty() {
+            self.emit(Event::JoinFired { scope, flows: waiting });
+        }
+    }
+
+    fn incident(&mut self, element: Key, retry: Retry, message: String) {
+        let node = self.st.ei(element).map(|e| e.node).unwrap_or_default();
+        let key = self.key();
+        self.emit(Event::IncidentRaised { key, node, element, message, retry });
+    }
+}
+
+/// Variables handed to an error catcher.
+fn error_vars(code: &str, message: &str) -> Vars {
+    let mut vars = Vars::new();
+    vars.insert("errorCode".into(), Json::String(code.to_string()));
+    if !message.is_empty() {
+        vars.insert("errorMessage".into(), Json::String(message.to_string()));
+    }
+    vars
+}
+
+/// A correlation key as text: strings as they are, other values as JSON.
+fn json_key(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Sets `path` (`a` or `a.b.c`) in `vars`, creating objects on the way.
+fn set_path(vars: &mut Vars, path: &str, value: Json) {
+    let mut parts = path.split('.');
+    let first = parts.next().unwrap_or(path).to_string();
+    let rest: Vec<&str> = parts.collect();
+    if rest.is_empty() {
+        vars.insert(first, value);
+        return;
+    }
+    let mut slot = vars.entry(first).or_insert_with(|| Json::Object(Vars::new()));
+    for part in rest {
+        if !slot.is_object() {
+            *slot = Json::Object(Vars::new());
+        }
+        slot = slot.as_object_mut().expect("made an object above").entry(part.to_string()).or_insert(Json::Null);
+    }
+    *slot = value;
+}
+
+/// Checks a task's completion variables against its form. Messages are in Russian: they are
+/// shown to the official who filled in the form.
+fn check_form(form: &[FormField], vars: &Vars) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for field in form {
+        let value = vars.get(&field.id).filter(|v| !v.is_null() && v.as_str() != Some(""));
+        let Some(value) = value else {
+            if field.required {
+                problems.push(format!("поле «{}» ({}) обязательно", field.label, field.id));
+            }
+            continue;
+        };
+        let ok = match field.kind {
+            FieldKind::Text | FieldKind::Textarea => value.is_string(),
+            FieldKind::Number => value.is_number(),
+            FieldKind::Boolean => value.is_boolean(),
+            FieldKind::Date => value.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+            FieldKind::Email => value.as_str().is_some_and(|s| {
+                let mut parts = s.split('@');
+                matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.'))
+            }),
+            FieldKind::Enum => value.as_str().is_some_and(|s| field.options.iter().any(|(v, _)| v == s)),
+        };
+        if !ok {
+            let expected = match field.kind {
+                FieldKind::Text | FieldKind::Textarea => "текст".to_string(),
+                FieldKind::Number => "число".to_string(),
+                FieldKind::Boolean => "да/нет (true/false)".to_string(),
+                FieldKind::Date => "дата ГГГГ-ММ-ДД".to_string(),
+                FieldKind::Email => "адрес электронной почты".to_string(),
+                FieldKind::Enum => format!(
+                    "одно из значений: {}",
+                    field.options.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            problems.push(format!("поле «{}» ({}): ожидается {expected}", field.label, field.id));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
