@@ -31,7 +31,20 @@ pub struct Expr {
     pub pos: Pos,
     names: Arc<[String]>,
     evaluator: Arc<dsntk_feel::Evaluator>,
+    /// The expression calls `now()` or `today()`, which read the clock given to the evaluation.
+    uses_clock: bool,
 }
+
+/// The time an expression is evaluated at, for `now()` and `today()`. The engine never lets
+/// dsntk read the system clock: those calls are rewritten to names bound from this.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub tz: chrono_tz::Tz,
+}
+
+const NOW_NAME: &str = "reglament_now";
+const TODAY_NAME: &str = "reglament_today";
 
 impl fmt::Debug for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +196,9 @@ impl Expr {
         if body.is_empty() {
             return Err(ExprError { message: "empty expression".into() });
         }
+        let rewritten = rewrite_clock_calls(body);
+        let uses_clock = rewritten != body;
+        let body = rewritten.as_str();
         let idents = identifiers(body);
         let mut ctx = FeelContext::default();
         for name in &idents {
@@ -205,20 +221,53 @@ impl Expr {
         })?;
         let evaluator = dsntk_feel_evaluator::prepare(&ast);
         let names: Vec<String> = idents.into_iter().filter(|n| !KEYWORDS.contains(&n.as_str())).collect();
-        Ok(Expr { source: Arc::from(source.trim()), pos, names: names.into(), evaluator: Arc::new(evaluator) })
+        Ok(Expr {
+            source: Arc::from(source.trim()),
+            pos,
+            names: names.into(),
+            evaluator: Arc::new(evaluator),
+            uses_clock,
+        })
     }
 
     pub fn source(&self) -> &str {
         &self.source
     }
 
+    pub fn uses_clock(&self) -> bool {
+        self.uses_clock
+    }
+
     /// Evaluates with the given variables looked up by `lookup` (innermost scope first).
     pub fn eval_with(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> Result<Json, EvalError> {
+        self.eval_at(lookup, None)
+    }
+
+    /// Evaluates at a given time: `now()` and `today()` answer from `clock`.
+    pub fn eval_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<Json, EvalError> {
         let mut ctx = FeelContext::default();
         for name in self.names.iter() {
             if let Some(value) = lookup(name) {
                 ctx.set_entry(&Name::from(name.as_str()), json_to_feel(&value));
             }
+        }
+        if self.uses_clock {
+            let Some(clock) = clock else {
+                return Err(EvalError {
+                    message: format!("`{}` calls now() or today(), which are not available here", self.source),
+                });
+            };
+            let local = clock.now.with_timezone(&clock.tz);
+            let stamp = format!("{}@{}", local.format("%Y-%m-%dT%H:%M:%S"), clock.tz.name());
+            let now = dsntk_feel_temporal::FeelDateTime::try_from(stamp.as_str())
+                .map_err(|e| EvalError { message: format!("now(): {e}") })?;
+            let today = local
+                .format("%Y-%m-%d")
+                .to_string()
+                .parse::<dsntk_feel_temporal::FeelDate>()
+                .map_err(|e| EvalError { message: format!("today(): {e}") })?;
+            ctx.set_entry(&Name::from(NOW_NAME), FeelValue::DateTime(now));
+            ctx.set_entry(&Name::from(TODAY_NAME), FeelValue::Date(today));
         }
         let scope: FeelScope = ctx.into();
         let value = (self.evaluator)(&scope);
@@ -231,7 +280,12 @@ impl Expr {
 
     /// Evaluates a condition; anything but `true` or `false` is an error, as in Zeebe.
     pub fn eval_bool_with(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> Result<bool, EvalError> {
-        match self.eval_with(lookup)? {
+        self.eval_bool_at(lookup, None)
+    }
+
+    /// [`Expr::eval_bool_with`] at a given time.
+    pub fn eval_bool_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<bool, EvalError> {
+        match self.eval_at(lookup, clock)? {
             Json::Bool(b) => Ok(b),
             Json::Null => Ok(false),
             other => Err(EvalError { message: format!("`{}` gave {other}, expected true or false", self.source) }),
@@ -246,6 +300,55 @@ fn clean_dsntk_message(message: &str) -> String {
     } else {
         format!("FEEL: {message}")
     }
+}
+
+/// Replaces calls `now()` and `today()` (outside string literals) by reserved names.
+fn rewrite_clock_calls(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    let mut in_string = false;
+    let mut after_name_char = false;
+    while let Some(ch) = rest.chars().next() {
+        if in_string {
+            out.push(ch);
+            rest = &rest[ch.len_utf8()..];
+            if ch == '\\' {
+                if let Some(next) = rest.chars().next() {
+                    out.push(next);
+                    rest = &rest[next.len_utf8()..];
+                }
+            } else if ch == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if ch == '"' {
+            in_string = true;
+        } else if !after_name_char && let Some((name, after)) = clock_call(rest) {
+            out.push_str(name);
+            rest = after;
+            after_name_char = false;
+            continue;
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+        after_name_char = ch.is_alphanumeric() || ch == '_';
+    }
+    out
+}
+
+/// `now()` or `today()` at the start of `s`: the reserved name and the text after the call.
+fn clock_call(s: &str) -> Option<(&'static str, &str)> {
+    for (call, name) in [("now", NOW_NAME), ("today", TODAY_NAME)] {
+        if let Some(after) = s.strip_prefix(call) {
+            if after.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                return None;
+            }
+            let after = after.trim_start().strip_prefix('(')?.trim_start().strip_prefix(')')?;
+            return Some((name, after));
+        }
+    }
+    None
 }
 
 /// The identifiers in an expression, outside string literals, in order of first appearance.
@@ -371,6 +474,26 @@ mod tests {
         assert_eq!(eval("={total: sum(xs)}", json!({"xs": [1, 2]})), json!({"total": 3}));
         assert_eq!(eval("=for i in items return i * 2", json!({"items": [1, 2]})), json!([2, 4]));
         assert_eq!(eval("=missing = null", json!({})), json!(true));
+    }
+
+    #[test]
+    fn now_and_today_come_from_the_given_clock() {
+        use chrono::TimeZone;
+        let clock = Clock {
+            now: chrono::Utc.with_ymd_and_hms(2026, 12, 31, 21, 30, 0).unwrap(),
+            tz: chrono_tz::Europe::Astrakhan,
+        };
+        let e = Expr::compile("=today() = date(\"2027-01-01\")", Pos::default()).unwrap();
+        assert!(e.uses_clock());
+        assert_eq!(e.eval_at(&|_| None, Some(clock)).unwrap(), json!(true));
+        let e =
+            Expr::compile("=string(date(today().year, today().month, 5) + duration(\"P1M\"))", Pos::default()).unwrap();
+        assert_eq!(e.eval_at(&|_| None, Some(clock)).unwrap(), json!("2027-02-05"));
+        let e = Expr::compile("=now() + duration(\"PT3H\") > now()", Pos::default()).unwrap();
+        assert_eq!(e.eval_at(&|_| None, Some(clock)).unwrap(), json!(true));
+        assert!(e.eval(&Vars::new()).is_err(), "without a clock, now() is an error, never the system time");
+        let e = Expr::compile("=\"now()\" + nowhere", Pos::default()).unwrap();
+        assert!(!e.uses_clock());
     }
 
     #[test]

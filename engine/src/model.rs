@@ -102,7 +102,7 @@ pub struct ProcessSettings {
     /// Working-day calendar name (`reglament:settings calendar`).
     pub calendar: Option<String>,
     /// The instance SLA (`reglament:sla`).
-    pub sla: Option<Term>,
+    pub sla: Option<Deadline>,
     /// Process registry metadata (`reglament:registry`), field name → value.
     pub registry: BTreeMap<String, String>,
     /// `zeebe:properties` on the process.
@@ -116,6 +116,15 @@ pub struct Term {
     pub time: TimeBasis,
     pub calendar: Option<String>,
     pub pos: Pos,
+}
+
+/// A deadline: a term counted from an event, or a date computed by FEEL (e.g. "by the 5th of
+/// next month"), which ends at close of business and moves to the next working day when the
+/// date is a day off.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deadline {
+    Term(Term),
+    Date { expr: Expr, calendar: Option<String>, pos: Pos },
 }
 
 /// How a term's days and hours are counted.
@@ -318,8 +327,8 @@ pub struct Task {
     pub candidate_users: Option<Param>,
     pub due_date: Option<Param>,
     pub follow_up_date: Option<Param>,
-    /// `reglament:deadline`: the task's due date as a term from its creation.
-    pub deadline: Option<Term>,
+    /// `reglament:deadline`: the task's due date, a term from its creation or a date.
+    pub deadline: Option<Deadline>,
     /// `zeebe:taskDefinition type` (service, send, script-as-job tasks).
     pub job_type: Option<Param>,
     pub retries: Option<Param>,

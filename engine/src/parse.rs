@@ -299,7 +299,7 @@ impl Parser {
                 }
                 settings.calendar = ext.attr_value("calendar").map(str::to_owned);
             }
-            (Ns::Reglament, "sla") => settings.sla = self.term(ext, id),
+            (Ns::Reglament, "sla") => settings.sla = self.deadline(ext, id),
             (Ns::Reglament, "registry") => {
                 for field in &ext.children {
                     if field.ns == Ns::Reglament && REGISTRY_FIELDS.contains(&field.name.as_str()) {
@@ -322,14 +322,34 @@ impl Parser {
         }
     }
 
-    /// A `reglament:sla` / `reglament:deadline` term.
+    /// A `reglament:sla` / `reglament:deadline`: a `duration` term or a FEEL `date`.
+    fn deadline(&mut self, el: &XmlElement, id: &str) -> Option<Deadline> {
+        match (el.attr("duration"), el.attr("date")) {
+            (Some(_), Some(d)) => {
+                self.error(
+                    Code::BadValue,
+                    d.pos,
+                    Some(id),
+                    format!("<{}> takes a duration or a date, not both", el.qualified_name()),
+                );
+                None
+            }
+            (None, Some(d)) => {
+                let expr = self.expr(&d.value, d.pos, Some(id))?;
+                Some(Deadline::Date { expr, calendar: el.attr_value("calendar").map(str::to_owned), pos: el.pos })
+            }
+            _ => self.term(el, id).map(Deadline::Term),
+        }
+    }
+
+    /// A term: an ISO 8601 `duration` and how to count it (`time`, `calendar`).
     fn term(&mut self, el: &XmlElement, id: &str) -> Option<Term> {
         let Some(attr) = el.attr("duration") else {
             self.error(
                 Code::Missing,
                 el.pos,
                 Some(id),
-                format!("<{}> needs a duration attribute (ISO 8601, e.g. P10D)", el.qualified_name()),
+                format!("<{}> needs a duration (ISO 8601, e.g. P10D) or a date (FEEL) attribute", el.qualified_name()),
             );
             return None;
         };
@@ -943,7 +963,7 @@ impl Parser {
                 called.pos = ext.pos;
             }
             (Ns::Reglament, "deadline", NodeKind::Task(task)) if task.kind == TaskKind::User => {
-                task.deadline = self.term(ext, id);
+                task.deadline = self.deadline(ext, id);
             }
             (Ns::Reglament, "form", NodeKind::Task(task)) if task.kind == TaskKind::User => {
                 task.form = self.form(ext, id);

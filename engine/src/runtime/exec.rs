@@ -28,13 +28,18 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
     };
     let state = Instance { id: cmd.id.clone(), next_key: 1, ..Instance::default() };
     let mut x = Exec::new(def, env, state, now);
+    if !cmd.variables.is_empty() {
+        // Visible to the SLA's date expression; emitted as an event just below.
+        x.st.scopes.push((ROOT, cmd.variables.clone()));
+    }
     let deadline = match &p.settings.sla {
-        Some(term) => Some(
-            compute_term(term, now, def.tz, env, &def.calendar)
-                .map_err(|e| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?,
+        Some(sla) => Some(
+            x.deadline(sla, ROOT)
+                .map_err(|Failure(e)| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?,
         ),
         None => None,
     };
+    x.st.scopes.clear();
     x.emit(Event::InstanceStarted {
         process: def.key().to_string(),
         version: def.version,
@@ -119,6 +124,39 @@ impl<'a> Exec<'a> {
         let k = self.next_key;
         self.next_key += 1;
         k
+    }
+
+    fn clock(&self) -> crate::feel::Clock {
+        crate::feel::Clock { now: self.now, tz: self.def.tz }
+    }
+
+    /// The instant a deadline falls at, counted from now.
+    fn deadline(&self, deadline: &Deadline, scope: Key) -> Result<Ts, Failure> {
+        match deadline {
+            Deadline::Term(term) => compute_term(term, self.now, self.def.tz, self.env, &self.def.calendar)
+                .map_err(|e| Failure(format!("the deadline cannot be computed: {e}"))),
+            Deadline::Date { expr, calendar, .. } => {
+                let value = self.eval(expr, scope)?;
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| Failure(format!("`{}` gave {value}, expected a date", expr.source())))?;
+                if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                    let name = calendar.as_deref().unwrap_or(&self.def.calendar);
+                    let cal = self
+                        .env
+                        .calendars
+                        .get(name)
+                        .ok_or_else(|| Failure(format!("calendar `{name}` is not loaded")))?;
+                    return cal
+                        .on_or_next_working_day_close(date, self.def.tz)
+                        .map(|t| t.to_utc())
+                        .map_err(|e| Failure(e.to_string()));
+                }
+                crate::timer::parse_date_time(text)
+                    .map(|t| t.to_utc())
+                    .map_err(|e| Failure(format!("`{}` gave `{text}`: {e}", expr.source())))
+            }
+        }
     }
 
     fn node(&self, n: NodeIdx) -> &'a Node {
@@ -243,7 +281,7 @@ impl<'a> Exec<'a> {
 
     /// Moves an SLA deadline by the time it was paused, in the SLA's own time basis.
     fn shift_deadline(&self, deadline: Ts, paused_at: Ts) -> Result<Ts, Rejection> {
-        let working = self.p.settings.sla.as_ref().is_some_and(|t| t.time == TimeBasis::Working);
+        let working = matches!(&self.p.settings.sla, Some(Deadline::Term(t)) if t.time == TimeBasis::Working);
         if working && let Some(cal) = self.env.calendars.get(&self.def.calendar) {
             let tz = self.def.tz;
             let minutes = cal
@@ -434,7 +472,7 @@ impl<'a> Exec<'a> {
     }
 
     fn eval(&self, expr: &Expr, scope: Key) -> Result<Json, Failure> {
-        expr.eval_with(&self.lookup_fn(scope)).map_err(|e| Failure(e.message))
+        expr.eval_at(&self.lookup_fn(scope), Some(self.clock())).map_err(|e| Failure(e.message))
     }
 
     fn param_string(&self, param: &Param, scope: Key) -> Result<String, Failure> {
@@ -476,7 +514,7 @@ impl<'a> Exec<'a> {
             for m in &n.io.inputs {
                 let value = {
                     let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(ei.scope, name));
-                    m.source.eval_with(&lookup)
+                    m.source.eval_at(&lookup, Some(self.clock()))
                 };
                 match value {
                     Ok(v) => set_path(&mut locals, &m.target, v),
@@ -598,10 +636,7 @@ impl<'a> Exec<'a> {
             None => Vec::new(),
         };
         let due = match (&task.deadline, &task.due_date) {
-            (Some(term), _) => Some(
-                compute_term(term, self.now, self.def.tz, self.env, &self.def.calendar)
-                    .map_err(|e| Failure(format!("the task's deadline cannot be computed: {e}")))?,
-            ),
+            (Some(deadline), _) => Some(self.deadline(deadline, key)?),
             (None, Some(p)) => Some(self.date_param(p, key)?),
             (None, None) => None,
         };
@@ -928,7 +963,9 @@ impl<'a> Exec<'a> {
                     match &flow.condition {
                         None => return Ok(vec![f]),
                         Some(c) => {
-                            if c.eval_bool_with(&self.lookup_fn(ei.scope)).map_err(|e| Failure(e.message))? {
+                            if c.eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                                .map_err(|e| Failure(e.message))?
+                            {
                                 return Ok(vec![f]);
                             }
                         }
@@ -946,7 +983,9 @@ impl<'a> Exec<'a> {
                     }
                     let ok = match &self.p.flow(f).condition {
                         None => true,
-                        Some(c) => c.eval_bool_with(&self.lookup_fn(ei.scope)).map_err(|e| Failure(e.message))?,
+                        Some(c) => c
+                            .eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                            .map_err(|e| Failure(e.message))?,
                     };
                     if ok {
                         taken.push(f);
@@ -1079,7 +1118,7 @@ impl<'a> Exec<'a> {
             extra.insert("numberOfCompletedInstances".into(), Json::from(completed));
             extra.insert("numberOfActiveInstances".into(), Json::from(started - completed));
             let lookup = |name: &str| extra.get(name).cloned().or_else(|| self.st.lookup(body, name));
-            match cond.eval_bool_with(&lookup) {
+            match cond.eval_bool_at(&lookup, Some(self.clock())) {
                 Ok(true) => {
                     self.terminate_children(body);
                     self.queue.push_back(Step::Leave { key: body });
