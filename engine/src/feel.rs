@@ -201,7 +201,7 @@ impl Expr {
         let body = rewritten.as_str();
         let idents = identifiers(body);
         let mut ctx = FeelContext::default();
-        for name in &idents {
+        for (name, _) in &idents {
             if !KEYWORDS.contains(&name.as_str()) && !BUILTIN_WORDS.contains(&name.as_str()) {
                 ctx.set_entry(&Name::from(name.as_str()), FeelValue::Null(None));
             }
@@ -220,7 +220,14 @@ impl Expr {
             ExprError { message }
         })?;
         let evaluator = dsntk_feel_evaluator::prepare(&ast);
-        let names: Vec<String> = idents.into_iter().filter(|n| !KEYWORDS.contains(&n.as_str())).collect();
+        // Words after a dot are path segments (`a.b`), and words before `(` name functions:
+        // neither is a variable to look up.
+        let calls: BTreeSet<String> = function_names(body);
+        let names: Vec<String> = idents
+            .into_iter()
+            .filter(|(n, after_dot)| !after_dot && !KEYWORDS.contains(&n.as_str()) && !calls.contains(n))
+            .map(|(n, _)| n)
+            .collect();
         Ok(Expr {
             source: Arc::from(source.trim()),
             pos,
@@ -245,11 +252,16 @@ impl Expr {
 
     /// Evaluates at a given time: `now()` and `today()` answer from `clock`.
     pub fn eval_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<Json, EvalError> {
+        let value = self.eval_raw(lookup, clock)?;
+        feel_to_json(&value).map_err(|message| EvalError { message: format!("`{}`: {message}", self.source) })
+    }
+
+    fn eval_raw(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<FeelValue, EvalError> {
         let mut ctx = FeelContext::default();
         for name in self.names.iter() {
-            if let Some(value) = lookup(name) {
-                ctx.set_entry(&Name::from(name.as_str()), json_to_feel(&value));
-            }
+            // As in Camunda 8, a variable that does not exist is null, not an error.
+            let value = lookup(name).map(|v| json_to_feel(&v)).unwrap_or(FeelValue::Null(None));
+            ctx.set_entry(&Name::from(name.as_str()), value);
         }
         if self.uses_clock {
             let Some(clock) = clock else {
@@ -270,8 +282,7 @@ impl Expr {
             ctx.set_entry(&Name::from(TODAY_NAME), FeelValue::Date(today));
         }
         let scope: FeelScope = ctx.into();
-        let value = (self.evaluator)(&scope);
-        feel_to_json(&value).map_err(|message| EvalError { message: format!("`{}`: {message}", self.source) })
+        Ok((self.evaluator)(&scope))
     }
 
     pub fn eval(&self, vars: &Vars) -> Result<Json, EvalError> {
@@ -285,10 +296,17 @@ impl Expr {
 
     /// [`Expr::eval_bool_with`] at a given time.
     pub fn eval_bool_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<bool, EvalError> {
-        match self.eval_at(lookup, clock)? {
-            Json::Bool(b) => Ok(b),
-            Json::Null => Ok(false),
-            other => Err(EvalError { message: format!("`{}` gave {other}, expected true or false", self.source) }),
+        // A condition that comes out null (e.g. it compares a variable that does not exist)
+        // is false, as in Camunda 8: the flow is not taken.
+        match self.eval_raw(lookup, clock)? {
+            FeelValue::Boolean(b) => Ok(b),
+            FeelValue::Null(_) => Ok(false),
+            other => match feel_to_json(&other) {
+                Ok(json) => {
+                    Err(EvalError { message: format!("`{}` gave {json}, expected true or false", self.source) })
+                }
+                Err(message) => Err(EvalError { message: format!("`{}`: {message}", self.source) }),
+            },
         }
     }
 }
@@ -351,8 +369,46 @@ fn clock_call(s: &str) -> Option<(&'static str, &str)> {
     None
 }
 
-/// The identifiers in an expression, outside string literals, in order of first appearance.
-fn identifiers(source: &str) -> Vec<String> {
+/// Words directly followed by `(` (function calls), outside string literals.
+fn function_names(source: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut word = String::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut last_word = String::new();
+    for c in source.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            last_word = std::mem::take(&mut word);
+        }
+        if c == '(' && !last_word.is_empty() {
+            out.insert(std::mem::take(&mut last_word));
+        } else if !c.is_whitespace() {
+            last_word.clear();
+        }
+        if c == '"' {
+            in_string = true;
+        }
+    }
+    out
+}
+
+/// The identifiers in an expression, outside string literals, in order of first appearance,
+/// each with whether it follows a dot (a path segment such as `b` in `a.b`).
+fn identifiers(source: &str) -> Vec<(String, bool)> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     let mut chars = source.char_indices().peekable();
@@ -381,8 +437,8 @@ fn identifiers(source: &str) -> Vec<String> {
                 }
             }
             let word = &source[i..end];
-            if !after_dot && seen.insert(word.to_string()) {
-                out.push(word.to_string());
+            if seen.insert((word.to_string(), after_dot)) {
+                out.push((word.to_string(), after_dot));
             }
             after_dot = false;
         } else if c == '.' {
@@ -474,6 +530,10 @@ mod tests {
         assert_eq!(eval("={total: sum(xs)}", json!({"xs": [1, 2]})), json!({"total": 3}));
         assert_eq!(eval("=for i in items return i * 2", json!({"items": [1, 2]})), json!([2, 4]));
         assert_eq!(eval("=missing = null", json!({})), json!(true));
+        let closed = Expr::compile("=closed = true", Pos::default()).unwrap();
+        assert_eq!(closed.eval_bool_with(&|_| None), Ok(false), "a missing variable makes a comparison false");
+        assert_eq!(eval("=a.b + \"c\"", json!({"a": {"b": "x"}})), json!("xc"));
+        assert_eq!(eval("=if a.b then 1 else 2", json!({"a": {"b": true}})), json!(1));
     }
 
     #[test]

@@ -147,6 +147,15 @@ pub struct Flow {
     pub source: NodeIdx,
     pub target: NodeIdx,
     pub condition: Option<Expr>,
+    /// A condition was written but did not compile (already reported); validation treats the
+    /// flow as conditional so it invents no follow-on error.
+    pub bad_condition: bool,
+}
+
+impl Flow {
+    pub fn is_conditional(&self) -> bool {
+        self.condition.is_some() || self.bad_condition
+    }
 }
 
 #[derive(Debug, Clone)]

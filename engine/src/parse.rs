@@ -116,7 +116,15 @@ impl Parser {
     fn definitions(&mut self, root: &XmlElement) -> Definitions {
         let mut defs = Definitions::default();
         if !root.is(&Ns::Bpmn, "definitions") {
-            let hint = if root.name == "definitions" {
+            let hint = if let Ns::Other(uri) = &root.ns
+                && root.name == "definitions"
+            {
+                format!(
+                    "the root <{}> is in namespace `{uri}`, not BPMN 2.0 (`{}`): this is not a BPMN model",
+                    root.qualified_name(),
+                    xml::NS_BPMN
+                )
+            } else if root.name == "definitions" {
                 format!(
                     "the root element <{}> is not in the BPMN 2.0 namespace; declare xmlns=\"{}\"",
                     root.qualified_name(),
@@ -441,9 +449,9 @@ impl Parser {
             } else if let Some(kind) = self.node_kind(child, defs) {
                 let Some(id) = self.require_id(child) else { continue };
                 let idx = b.process.nodes.len() as NodeIdx;
-                if b.process.index.insert(id.clone(), idx).is_some() {
-                    // Reported by the document-wide duplicate check; keep the first.
-                    b.process.index.insert(id.clone(), idx - 1);
+                if let Some(first) = b.process.index.insert(id.clone(), idx) {
+                    // Reported by the document-wide duplicate check; references keep meaning the first.
+                    b.process.index.insert(id.clone(), first);
                 }
                 let mut node = Node {
                     id: id.clone(),
@@ -855,7 +863,10 @@ impl Parser {
                     format!("task type `{t}` is not built into Reglament; use one of {}", BUILTIN_JOB_TYPES.join(", ")),
                 );
             }
-            if task.kind == TaskKind::Script && task.script.is_none() {
+            let written = el.child(&Ns::Bpmn, "script").is_some_and(|s| !s.text.trim().is_empty())
+                || extension_elements(el).any(|x| x.is(&Ns::Zeebe, "script") && x.attr("expression").is_some());
+            // An expression that was written but failed to compile is reported already.
+            if task.kind == TaskKind::Script && task.script.is_none() && !written {
                 self.error(
                     Code::Missing,
                     el.pos,
@@ -1130,8 +1141,10 @@ impl Parser {
             };
             let source = endpoint(self, "sourceRef");
             let target = endpoint(self, "targetRef");
+            let mut bad_condition = false;
             let condition = match el.child(&Ns::Bpmn, "conditionExpression") {
                 Some(c) if !c.text.trim().is_empty() => {
+                    bad_condition = true;
                     if let Some(lang) = c.attr_value("language")
                         && !lang.to_ascii_lowercase().contains("feel")
                     {
@@ -1158,6 +1171,7 @@ impl Parser {
                 parent: scope,
                 source,
                 target,
+                bad_condition: bad_condition && condition.is_none(),
                 condition,
             });
             process.nodes[source as usize].outgoing.push(idx);

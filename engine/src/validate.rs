@@ -192,7 +192,7 @@ impl Checker<'_> {
         if !matches!(node.kind, NodeKind::Gateway(_)) {
             for &f in &node.outgoing {
                 let flow = p.flow(f);
-                if flow.condition.is_some() && node.default_flow != Some(f) {
+                if flow.is_conditional() && node.default_flow != Some(f) {
                     self.out.push(Diagnostic::error(
                         Code::Unsupported,
                         flow.pos,
@@ -250,7 +250,7 @@ impl Checker<'_> {
                     let unconditional: Vec<&&Flow> = outgoing
                         .iter()
                         .filter(|f| {
-                            f.condition.is_none() && node.default_flow.map(|d| p.flow(d).id != f.id).unwrap_or(true)
+                            !f.is_conditional() && node.default_flow.map(|d| p.flow(d).id != f.id).unwrap_or(true)
                         })
                         .collect();
                     if unconditional.len() == outgoing.len() && node.default_flow.is_none() {
@@ -292,7 +292,7 @@ impl Checker<'_> {
                 }
             }
             GatewayKind::Parallel => {
-                for f in outgoing.iter().filter(|f| f.condition.is_some()) {
+                for f in outgoing.iter().filter(|f| f.is_conditional()) {
                     self.out.push(Diagnostic::error(
                         Code::ConditionOnParallelFlow,
                         f.pos,
@@ -310,7 +310,7 @@ impl Checker<'_> {
                     );
                 }
                 for f in &outgoing {
-                    if f.condition.is_some() {
+                    if f.is_conditional() {
                         self.out.push(Diagnostic::error(
                             Code::Unsupported,
                             f.pos,

@@ -223,6 +223,8 @@ struct TreeBuilder<'a> {
     stack: Vec<XmlElement>,
     elements: usize,
     root: Option<XmlElement>,
+    /// Depth inside a skipped diagram (BPMNDI) subtree; 0 when not skipping.
+    skipping: usize,
 }
 
 impl<'a> TreeBuilder<'a> {
@@ -233,7 +235,16 @@ impl<'a> TreeBuilder<'a> {
         config.expand_empty_elements = false;
         config.trim_text_start = false;
         config.trim_text_end = false;
-        TreeBuilder { reader, lines: LineIndex::new(text), text, limits, stack: Vec::new(), elements: 0, root: None }
+        TreeBuilder {
+            reader,
+            lines: LineIndex::new(text),
+            text,
+            limits,
+            stack: Vec::new(),
+            elements: 0,
+            root: None,
+            skipping: 0,
+        }
     }
 
     fn error(&self, offset: usize, message: impl Into<String>) -> XmlError {
@@ -247,10 +258,38 @@ impl<'a> TreeBuilder<'a> {
                 Ok(ev) => ev,
                 Err(e) => {
                     let at = self.reader.error_position() as usize;
-                    return Err(self.error(at, format!("malformed XML: {e}")));
+                    let mut message = format!("malformed XML: {e}");
+                    if let Some(open) = self.stack.last() {
+                        message.push_str(&format!(
+                            " (the innermost open element is <{}> from line {}, column {})",
+                            open.qualified_name(),
+                            open.pos.line,
+                            open.pos.col
+                        ));
+                    }
+                    return Err(self.error(at, message));
                 }
             };
+            if self.skipping > 0 {
+                // Diagram interchange has no meaning for execution: check it is well-formed
+                // (the reader does) but build nothing.
+                match event {
+                    Event::Start(_) => self.skipping += 1,
+                    Event::End(_) => self.skipping -= 1,
+                    Event::Eof => break,
+                    _ => {}
+                }
+                if self.stack.len() + self.skipping > self.limits.max_depth {
+                    return Err(self.error(
+                        offset,
+                        format!("elements are nested deeper than the limit of {}", self.limits.max_depth),
+                    ));
+                }
+                continue;
+            }
             match event {
+                Event::Start(start) if !self.stack.is_empty() && self.is_diagram(&start) => self.skipping = 1,
+                Event::Empty(start) if !self.stack.is_empty() && self.is_diagram(&start) => {}
                 Event::Start(start) => {
                     let element = self.open(&start, offset)?;
                     self.stack.push(element);
@@ -323,6 +362,11 @@ impl<'a> TreeBuilder<'a> {
         })
     }
 
+    fn is_diagram(&self, start: &BytesStart<'_>) -> bool {
+        let (ns, local) = self.reader.resolver().resolve_element(start.name());
+        matches!(ns, ResolveResult::Bound(uri) if uri.as_ref() == NS_DI_PREFIXES[0]) && local.as_ref() == "BPMNDiagram"
+    }
+
     fn push_text(&mut self, content: &str, offset: usize) -> Result<(), XmlError> {
         match self.stack.last_mut() {
             Some(top) => {
@@ -353,7 +397,21 @@ impl<'a> TreeBuilder<'a> {
         let tag_end = offset + start.len() + 2;
         let mut attrs = Vec::new();
         for attr in start.attributes().with_checks(true) {
-            let attr = attr.map_err(|e| self.error(offset, format!("malformed attribute: {e}")))?;
+            let attr = attr.map_err(|e| {
+                // quick-xml prefixes a byte offset inside the tag; the diagnostic has a position.
+                let text = e.to_string();
+                let text = match text.split_once(": ") {
+                    Some((head, rest)) if head.starts_with("position ") => rest.to_string(),
+                    _ => text,
+                };
+                self.error(
+                    offset,
+                    format!(
+                        "malformed attribute in <{}>: {text}",
+                        String::from_utf8_lossy(start.name().as_ref().as_bytes())
+                    ),
+                )
+            })?;
             let key = attr.key;
             if key.as_namespace_binding().is_some() {
                 continue;
@@ -374,7 +432,9 @@ impl<'a> TreeBuilder<'a> {
                     format!("bad value of attribute `{aname}`: {e}; only predefined entities and character references are allowed"),
                 )
             })?;
-            let value_offset = self.attr_value_offset(offset, tag_end, key.as_ref().as_bytes());
+            let value_offset = self
+                .borrowed_offset(&attr.value)
+                .unwrap_or_else(|| self.attr_value_offset(offset, tag_end, key.as_ref().as_bytes()));
             attrs.push(XmlAttr {
                 ns: ans,
                 prefix: aprefix,
@@ -386,6 +446,14 @@ impl<'a> TreeBuilder<'a> {
         let pos = self.lines.pos(offset);
         let text_pos = self.lines.pos(tag_end.min(self.text.len()));
         Ok(XmlElement { ns, prefix, name, attrs, children: Vec::new(), text: String::new(), pos, text_pos })
+    }
+
+    /// Where a slice borrowed from the input starts (attribute values usually are).
+    fn borrowed_offset(&self, value: &std::borrow::Cow<'_, str>) -> Option<usize> {
+        let std::borrow::Cow::Borrowed(v) = value else { return None };
+        let start = self.text.as_ptr() as usize;
+        let at = v.as_ptr() as usize;
+        (at >= start && at <= start + self.text.len()).then(|| at - start)
     }
 
     /// Finds where an attribute's value starts inside the start tag, for precise expression positions.
