@@ -449,8 +449,7 @@ impl<'a> TreeBuilder<'a> {
     }
 
     /// Where a slice borrowed from the input starts (attribute values usually are).
-    fn borrowed_offset(&self, value: &std::borrow::Cow<'_, str>) -> Option<usize> {
-        let std::borrow::Cow::Borrowed(v) = value else { return None };
+    fn borrowed_offset(&self, v: &str) -> Option<usize> {
         let start = self.text.as_ptr() as usize;
         let at = v.as_ptr() as usize;
         (at >= start && at <= start + self.text.len()).then(|| at - start)
