@@ -1,6 +1,8 @@
 //! Everything around the pure engine that touches the outside world: reading files, the CLI
-//! commands, and (as they land) storage, HTTP, email and scheduling.
+//! commands, storage, and (as they land) HTTP, email and scheduling.
 
 pub mod calendars;
+pub mod driver;
 pub mod simulate_cmd;
+pub mod store;
 pub mod validate_cmd;

@@ -5,4 +5,5 @@ mod support;
 
 mod corpus;
 mod scenarios;
+mod store;
 mod validate;
