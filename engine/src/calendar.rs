@@ -715,6 +715,127 @@ mod tests {
         assert_eq!(calendar.add_working_days(at("2027-02-19 10:00"), 2).unwrap(), at("2027-02-24 18:00"));
     }
 
+    // The legal terms of DESIGN §4 across the New Year and May holidays, the transferred
+    // working Saturdays and the shortened pre-holiday days of 2024–2027 (issue 3). Every expected
+    // date was counted by hand from the decrees listed in definitions/calendars/ru.json.
+
+    #[test]
+    fn ten_working_days_across_holidays_saturdays_and_short_days() {
+        let calendar = ru();
+        let ten = |start: &str| calendar.add_working_days(at(start), 10).unwrap();
+        let one = |start: &str| calendar.add_working_days(at(start), 1).unwrap();
+        // New Year 2025: day 1 is the full working Saturday 28.12.2024, day 2 is 09.01.2025.
+        assert_eq!(one("2024-12-27 15:00"), at("2024-12-28 18:00"));
+        assert_eq!(ten("2024-12-27 15:00"), at("2025-01-21 18:00"));
+        // New Year 2026: 31.12.2025 and 01.01–11.01.2026 are off.
+        assert_eq!(ten("2025-12-30 11:00"), at("2026-01-23 18:00"));
+        // New Year 2027: 29.12 and 30.12.2026 count, then 11.01.2027.
+        assert_eq!(ten("2026-12-28 10:00"), at("2027-01-20 18:00"));
+        // May 2025: 30.04 (short) counts; 1, 2, 8, 9 May are off.
+        assert_eq!(one("2025-04-29 09:00"), at("2025-04-30 17:00"));
+        assert_eq!(ten("2025-04-29 09:00"), at("2025-05-19 18:00"));
+        // May 2026: 1 May and 11 May (for Saturday 9 May) are off; 8 May is short.
+        assert_eq!(ten("2026-04-30 12:00"), at("2026-05-18 18:00"));
+        // May 2027: 3 May (for Saturday 1 May) and 10 May (for Sunday 9 May) are off.
+        assert_eq!(one("2027-04-29 16:00"), at("2027-04-30 17:00"));
+        assert_eq!(ten("2027-04-29 16:00"), at("2027-05-17 18:00"));
+        // Transferred working Saturdays: 27.04.2024 (full), 02.11.2024 (short), 01.11.2025
+        // (short), 20.02.2027 (short).
+        assert_eq!(one("2024-04-26 10:00"), at("2024-04-27 18:00"));
+        assert_eq!(ten("2024-04-26 10:00"), at("2024-05-16 18:00"));
+        assert_eq!(one("2024-11-01 10:00"), at("2024-11-02 17:00"));
+        assert_eq!(ten("2024-11-01 10:00"), at("2024-11-15 18:00"));
+        assert_eq!(one("2025-10-31 14:00"), at("2025-11-01 17:00"));
+        assert_eq!(ten("2025-10-31 14:00"), at("2025-11-17 18:00"));
+        assert_eq!(one("2027-02-19 17:30"), at("2027-02-20 17:00"));
+        assert_eq!(ten("2027-02-19 17:30"), at("2027-03-09 18:00"));
+        // Terms ending on shortened pre-holiday days close at 17:00.
+        assert_eq!(one("2024-02-21 10:00"), at("2024-02-22 17:00"));
+        assert_eq!(ten("2024-02-21 10:00"), at("2024-03-07 17:00"));
+        assert_eq!(ten("2027-04-16 11:00"), at("2027-04-30 17:00"));
+        // An event on a day off: Saturday 9 May 2026, and Monday 11 May is off too.
+        assert_eq!(ten("2026-05-09 12:00"), at("2026-05-25 18:00"));
+    }
+
+    #[test]
+    fn thirty_calendar_days_across_holidays_saturdays_and_short_days() {
+        let calendar = ru();
+        let thirty = |start: &str| calendar.add_calendar_days(at(start), 30).unwrap();
+        // New Year: the 30th day is 1 January, the next working day is after the holidays.
+        assert_eq!(thirty("2024-12-02 10:00"), at("2025-01-09 18:00"));
+        assert_eq!(thirty("2026-12-02 10:00"), at("2027-01-11 18:00"));
+        // May: 01.05.2027 is a Saturday and Monday 3 May is off.
+        assert_eq!(thirty("2027-04-01 10:00"), at("2027-05-04 18:00"));
+        // A weekend followed by a holiday moved from Sunday 8 March 2026.
+        assert_eq!(thirty("2026-02-05 10:00"), at("2026-03-10 18:00"));
+        // A last day that is a working Saturday or a short day is kept, closing at 17:00.
+        assert_eq!(thirty("2025-10-02 10:00"), at("2025-11-01 17:00"));
+        assert_eq!(thirty("2025-03-31 10:00"), at("2025-04-30 17:00"));
+        assert_eq!(thirty("2024-11-28 10:00"), at("2024-12-28 18:00"));
+        // A plain working day.
+        assert_eq!(thirty("2026-03-02 10:00"), at("2026-04-01 18:00"));
+    }
+
+    #[test]
+    fn seven_calendar_days_across_holidays_saturdays_and_short_days() {
+        let calendar = ru();
+        let seven = |start: &str| calendar.add_calendar_days(at(start), 7).unwrap();
+        // National Unity Day 04.11.2026; 03.11 (short) is only the office control date.
+        assert_eq!(seven("2026-10-28 10:00"), at("2026-11-05 18:00"));
+        assert_eq!(calendar.add_calendar_days_control(at("2026-10-28 10:00"), 7).unwrap(), at("2026-11-03 17:00"));
+        // 8 March 2026 is a Sunday, so Monday 9 March is off.
+        assert_eq!(seven("2026-03-02 10:00"), at("2026-03-10 18:00"));
+        // New Year 2026 and the May holidays of 2025.
+        assert_eq!(seven("2025-12-29 10:00"), at("2026-01-12 18:00"));
+        assert_eq!(seven("2025-04-26 10:00"), at("2025-05-05 18:00"));
+        // Working Saturdays: 27.04.2024 is full, 20.02.2027 is short.
+        assert_eq!(seven("2024-04-20 10:00"), at("2024-04-27 18:00"));
+        assert_eq!(seven("2027-02-13 10:00"), at("2027-02-20 17:00"));
+    }
+
+    #[test]
+    fn three_clock_hours_ignore_the_calendar() {
+        // ЦУР: «в течение трёх часов» are clock hours (DESIGN §4): no working day, no close of
+        // business, no holiday stops them.
+        let three = crate::timer::IsoDuration::parse("PT3H").unwrap();
+        let plus_three = |start: &str| three.add_to(at(start)).unwrap();
+        let calendar = ru();
+        assert_eq!(plus_three("2026-12-25 22:30"), at("2026-12-26 01:30"));
+        assert!(!calendar.is_working_day(date("2026-12-26")).unwrap());
+        assert_eq!(plus_three("2026-12-31 23:00"), at("2027-01-01 02:00"));
+        assert!(!calendar.is_working_day(date("2027-01-01")).unwrap());
+        // Past the 17:00 close of a short day, and on a working Saturday.
+        assert_eq!(plus_three("2026-04-30 16:30"), at("2026-04-30 19:30"));
+        assert_eq!(plus_three("2027-02-20 16:00"), at("2027-02-20 19:00"));
+        // Working hours, by contrast, stop at 17:00 on the short day and resume after the
+        // May holidays.
+        assert_eq!(calendar.add_working_hours(at("2026-04-30 16:30"), 180).unwrap(), at("2026-05-04 11:30"));
+    }
+
+    #[test]
+    fn by_the_fifth_of_the_next_month_across_holidays() {
+        let calendar = ru();
+        let fifth = |date_text: &str| calendar.on_or_next_working_day_close(date(date_text), ASTRAKHAN).unwrap();
+        // New Year: 05.01.2025 (Sunday), 05.01.2026 and 05.01.2027 (holidays).
+        assert_eq!(fifth("2025-01-05"), at("2025-01-09 18:00"));
+        assert_eq!(fifth("2026-01-05"), at("2026-01-12 18:00"));
+        assert_eq!(fifth("2027-01-05"), at("2027-01-11 18:00"));
+        // May: Sunday 05.05.2024 (Monday 6 May works), Wednesday 05.05.2027 works.
+        assert_eq!(fifth("2024-05-05"), at("2024-05-06 18:00"));
+        assert_eq!(fifth("2027-05-05"), at("2027-05-05 18:00"));
+        // 05.11.2027 is a day off moved from Saturday 2 January.
+        assert_eq!(fifth("2027-11-05"), at("2027-11-08 18:00"));
+        // Weekends.
+        assert_eq!(fifth("2026-04-05"), at("2026-04-06 18:00"));
+        assert_eq!(fifth("2026-09-05"), at("2026-09-07 18:00"));
+        assert_eq!(fifth("2026-06-05"), at("2026-06-05 18:00"));
+        // Past the calendar: refused, not guessed.
+        assert!(matches!(
+            calendar.on_or_next_working_day_close(date("2028-01-05"), ASTRAKHAN),
+            Err(CalendarError::OutOfRange { .. })
+        ));
+    }
+
     #[test]
     fn working_days_ignore_the_time_of_the_event() {
         let calendar = ru();

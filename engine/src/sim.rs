@@ -338,15 +338,21 @@ impl Simulation<'_> {
         }
     }
 
+    /// The instances in the order they were started (ids are counters: "2" before "10").
+    fn in_start_order(&self) -> impl Iterator<Item = (&String, &Live)> {
+        let mut all: Vec<(&String, &Live)> = self.instances.iter().collect();
+        all.sort_by_key(|(id, _)| (id.len(), id.as_str()));
+        all.into_iter()
+    }
+
     fn find_subscriber(&self, name: &str, key: &str) -> Option<String> {
-        self.instances.iter().find_map(|(id, live)| {
+        self.in_start_order().find_map(|(id, live)| {
             live.state.messages.iter().any(|m| m.name == name && m.correlation_key == key).then(|| id.clone())
         })
     }
 
     fn deliver_buffered(&mut self) {
-        let now = self.now;
-        self.buffered.retain(|(expires, ..)| *expires >= now);
+        self.expire_messages();
         let mut i = 0;
         while i < self.buffered.len() {
             let (_, name, key, _) = &self.buffered[i];
@@ -499,7 +505,7 @@ impl Simulation<'_> {
         let variables = table_to_vars(step.variables.as_ref());
         let main = self.main_id();
         if let Some(element) = &step.complete {
-            let found = self.instances.iter().find_map(|(id, live)| {
+            let found = self.in_start_order().find_map(|(id, live)| {
                 live.state
                     .open_tasks()
                     .find(|(_, node, _)| live.def.node_id(*node) == element)
@@ -518,8 +524,11 @@ impl Simulation<'_> {
                     Some(ttl) => {
                         let ttl = IsoDuration::parse(ttl).map_err(|e| err(&format!("ttl: {e}")))?;
                         let expires = ttl.add_to(self.now).ok_or_else(|| err("ttl out of range"))?;
+                        let mut line = self.note("message_buffered", name);
+                        line.insert("correlation_key".into(), json!(key));
+                        line.insert("expires".into(), json!(self.fmt_ts(expires)));
+                        self.trace.push(line);
                         self.buffered.push((expires, name.clone(), key, variables));
-                        self.trace.push(self.note("message_buffered", name));
                     }
                     None => {
                         return Err(err(&format!(
@@ -557,7 +566,7 @@ impl Simulation<'_> {
             self.command(&main, Command::ResumeSla)?;
         } else if step.resolve_incident == Some(true) {
             let found =
-                self.instances.iter().find_map(|(id, live)| live.state.incidents.first().map(|i| (id.clone(), i.key)));
+                self.in_start_order().find_map(|(id, live)| live.state.incidents.first().map(|i| (id.clone(), i.key)));
             let (id, incident) = found.ok_or_else(|| err("there is no open incident"))?;
             self.command(&id, Command::ResolveIncident { incident, variables })?;
         } else {
@@ -574,13 +583,35 @@ impl Simulation<'_> {
         line
     }
 
-    /// Fires due timers in order (ties by instance, then timer key) up to `target`.
+    /// Drops the buffered messages whose time to live has run out by now (a message lives
+    /// until, not including, its expiry instant), recording each.
+    fn expire_messages(&mut self) {
+        let now = self.now;
+        let (expired, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.buffered).into_iter().partition(|m| m.0 <= now);
+        self.buffered = kept;
+        for (expires, name, key, _) in expired {
+            let mut line = self.note("message_expired", &name);
+            line.insert("at".into(), json!(self.fmt_ts(expires)));
+            line.insert("correlation_key".into(), json!(key));
+            self.trace.push(line);
+        }
+    }
+
+    /// Fires due timers and expires buffered messages in time order (ties: messages first,
+    /// then timers by instance and timer key) up to `target`.
     fn advance_to(&mut self, target: Ts) -> Result<(), SimError> {
         loop {
             self.timers.sort();
-            match self.timers.first() {
-                Some((due, _, _)) if *due <= target => {
-                    let (due, id, key) = self.timers.remove(0);
+            let next_timer = self.timers.first().map(|(due, ..)| *due).filter(|due| *due <= target);
+            let next_expiry = self.buffered.iter().map(|m| m.0).filter(|e| *e <= target).min();
+            match (next_timer, next_expiry) {
+                (_, Some(expiry)) if next_timer.is_none_or(|due| expiry <= due) => {
+                    self.now = self.now.max(expiry);
+                    self.expire_messages();
+                }
+                (Some(due), _) => {
+                    let (_, id, key) = self.timers.remove(0);
                     self.now = self.now.max(due);
                     let active = self.instances.get(&id).is_some_and(|l| l.state.status == Status::Active);
                     if active {

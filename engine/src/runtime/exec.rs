@@ -240,10 +240,13 @@ impl<'a> Exec<'a> {
                     self.set_propagated(scope, variables);
                 }
                 self.emit(Event::IncidentResolved { key: incident });
-                if self.st.ei(inc.element).is_some() {
+                if let Some(ei) = self.st.ei(inc.element).cloned() {
+                    let mi_body = self.node(ei.node).multi_instance.is_some() && !self.is_mi_inner(ei.key);
                     match inc.retry {
-                        Retry::Activate => self.activate_element(inc.element),
-                        Retry::Complete => self.leave(inc.element, None),
+                        // A multi-instance body's activation reads its input collection.
+                        Retry::Activate if mi_body => self.start_multi_instance(ei.key),
+                        Retry::Activate => self.activate_element(ei.key),
+                        Retry::Complete => self.leave(ei.key, None),
                     }
                 }
             }
@@ -324,8 +327,8 @@ impl<'a> Exec<'a> {
     fn event_happened(&mut self, node: NodeIdx, owner: Key, vars: Option<Vars>) {
         let n = self.node(node);
         match &n.kind {
-            NodeKind::Boundary { .. } => self.boundary_triggered(owner, node, vars),
-            NodeKind::StartEvent { .. } => self.event_subprocess_triggered(owner, node, vars),
+            NodeKind::Boundary { .. } => self.boundary_triggered(owner, node, Payload::Merge(vars)),
+            NodeKind::StartEvent { .. } => self.event_subprocess_triggered(owner, node, Payload::Merge(vars)),
             _ => {
                 let Some(owner_ei) = self.st.ei(owner) else { return };
                 if owner_ei.node == node {
@@ -510,10 +513,13 @@ impl<'a> Exec<'a> {
         let Some(ei) = self.st.ei(key).cloned() else { return };
         let n = self.node(ei.node);
         if !n.io.inputs.is_empty() {
+            // An inner instance of a multi-instance activity maps from its own scope, where its
+            // input element and loopCounter live (as in Zeebe).
+            let from = if self.is_mi_inner(key) { key } else { ei.scope };
             let mut locals = Vars::new();
             for m in &n.io.inputs {
                 let value = {
-                    let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(ei.scope, name));
+                    let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(from, name));
                     m.source.eval_at(&lookup, Some(self.clock()))
                 };
                 match value {
@@ -904,32 +910,47 @@ impl<'a> Exec<'a> {
     fn leave(&mut self, key: Key, completion: Option<Vars>) {
         let Some(ei) = self.st.ei(key).cloned() else { return };
         let n = self.node(ei.node);
-        // Variables: completion values go through output mappings when there are any.
-        if !n.io.outputs.is_empty() {
+        let mi_inner = self.is_mi_inner(key);
+        let mi_body = matches!(ei.data, EiData::MultiInstance(_));
+        // Variables, as Zeebe merges them. With output mappings, the completion values become
+        // locals of the element and only the mapped results are merged — from the flow scope
+        // up, or for an inner multi-instance instance from its own scope (where its output
+        // element lives). Without, the completion values are merged from the element itself
+        // up: each updates the nearest scope that has it, else the instance. A multi-instance
+        // body applies no mappings: its inner instances did.
+        if !n.io.outputs.is_empty() && !mi_body {
             if let Some(vars) = completion.filter(|v| !v.is_empty()) {
                 self.emit(Event::VariablesSet { scope: key, variables: vars });
             }
             let mut out = Vars::new();
             for m in &n.io.outputs {
-                match self.eval(&m.source, key) {
-                    Ok(v) => set_path(&mut out, &m.target, v),
-                    Err(Failure(message)) => return self.incident(key, Retry::Complete, message),
+                let value = {
+                    let lookup = |name: &str| out.get(name).cloned().or_else(|| self.st.lookup(key, name));
+                    m.source.eval_at(&lookup, Some(self.clock()))
+                };
+                match value {
+                    Ok(v) => {
+                        // A nested target sets one property of the variable and keeps the others.
+                        if let Some((root, _)) = m.target.split_once('.')
+                            && !out.contains_key(root)
+                            && let Some(existing) = self.st.lookup(key, root).filter(Json::is_object)
+                        {
+                            out.insert(root.to_string(), existing);
+                        }
+                        set_path(&mut out, &m.target, v);
+                    }
+                    Err(e) => return self.incident(key, Retry::Complete, e.message),
                 }
             }
-            self.set_propagated(ei.scope, out);
+            self.set_propagated(if mi_inner { key } else { ei.scope }, out);
         } else if let Some(vars) = completion.filter(|v| !v.is_empty()) {
-            if self.is_mi_inner(key) {
-                // Inner instances keep their results local until the output element is read.
-                self.emit(Event::VariablesSet { scope: key, variables: vars });
-            } else {
-                self.set_propagated(ei.scope, vars);
-            }
+            self.set_propagated(key, vars);
         }
         let flows = match self.choose_flows(&ei, n) {
             Ok(flows) => flows,
             Err(Failure(message)) => return self.incident(key, Retry::Complete, message),
         };
-        if self.is_mi_inner(key) {
+        if mi_inner {
             return self.mi_inner_done(key, ei.scope);
         }
         if let EiData::MultiInstance(mi) = &ei.data
@@ -1047,9 +1068,10 @@ impl<'a> Exec<'a> {
         let Some(ei) = self.st.ei(body).cloned() else { return };
         let mi = self.node(ei.node).multi_instance.as_ref().expect("checked by caller");
         let Some(collection) = &mi.input_collection else { return };
+        // As in Zeebe, anything but a list — null included, as from a misspelt variable — is
+        // an incident, not an empty loop.
         let items = match self.eval(collection, ei.scope) {
             Ok(Json::Array(items)) => items,
-            Ok(Json::Null) => Vec::new(),
             Ok(other) => {
                 return self.incident(
                     body,
@@ -1085,6 +1107,11 @@ impl<'a> Exec<'a> {
         if let Some(name) = &mi_def.input_element {
             locals.insert(name.clone(), item);
         }
+        // An output element that reads a variable gets that variable as a local (null until
+        // set), so the instance's result lands there instead of racing in an outer scope.
+        if let Some(name) = mi_def.output_element.as_ref().and_then(read_variable) {
+            locals.entry(name).or_insert(Json::Null);
+        }
         self.emit(Event::VariablesSet { scope: key, variables: locals });
         self.activate_element(key);
     }
@@ -1106,29 +1133,35 @@ impl<'a> Exec<'a> {
             },
             None => None,
         };
-        self.close_subscriptions(inner);
-        self.emit(Event::ElementCompleted { key: inner, node: ei.node });
-        self.emit(Event::MultiInstanceProgress { key: body, index, output });
         let Some(EiData::MultiInstance(state)) = self.st.ei(body).map(|b| b.data.clone()) else { return };
         let MiState { items, started, completed, .. } = *state;
         let total = items.len() as u32;
-        if let Some(cond) = &mi_def.completion_condition {
-            let mut extra = Vars::new();
-            extra.insert("numberOfInstances".into(), Json::from(total));
-            extra.insert("numberOfCompletedInstances".into(), Json::from(completed));
-            extra.insert("numberOfActiveInstances".into(), Json::from(started - completed));
-            let lookup = |name: &str| extra.get(name).cloned().or_else(|| self.st.lookup(body, name));
-            match cond.eval_bool_at(&lookup, Some(self.clock())) {
-                Ok(true) => {
-                    self.terminate_children(body);
-                    self.queue.push_back(Step::Leave { key: body });
-                    return;
+        // This instance counts as completed.
+        let completed = completed + 1;
+        // The completion condition sees the completing instance's variables (e.g. its output
+        // element), as in Zeebe; the counters take precedence over variables of those names.
+        let complete_early = match &mi_def.completion_condition {
+            Some(cond) => {
+                let mut counters = Vars::new();
+                counters.insert("numberOfInstances".into(), Json::from(total));
+                counters.insert("numberOfCompletedInstances".into(), Json::from(completed));
+                counters.insert("numberOfActiveInstances".into(), Json::from(started - completed));
+                counters.insert("numberOfTerminatedInstances".into(), Json::from(0));
+                let lookup = |name: &str| counters.get(name).cloned().or_else(|| self.st.lookup(inner, name));
+                match cond.eval_bool_at(&lookup, Some(self.clock())) {
+                    Ok(done) => done,
+                    Err(e) => return self.incident(inner, Retry::Complete, e.message),
                 }
-                Ok(false) => {}
-                Err(e) => return self.incident(body, Retry::Complete, e.message),
             }
-        }
-        if mi_def.sequential && started < total {
+            None => false,
+        };
+        self.close_subscriptions(inner);
+        self.emit(Event::ElementCompleted { key: inner, node: ei.node });
+        self.emit(Event::MultiInstanceProgress { key: body, index, output });
+        if complete_early {
+            self.terminate_children(body);
+            self.queue.push_back(Step::Leave { key: body });
+        } else if mi_def.sequential && started < total {
             self.start_inner(body, started);
         } else if completed >= total {
             self.queue.push_back(Step::Leave { key: body });
@@ -1137,18 +1170,35 @@ impl<'a> Exec<'a> {
 
     // ---- interruptions --------------------------------------------------------------------
 
-    fn boundary_triggered(&mut self, activity: Key, boundary: NodeIdx, vars: Option<Vars>) {
+    fn boundary_triggered(&mut self, activity: Key, boundary: NodeIdx, payload: Payload) {
         let Some(act) = self.st.ei(activity).cloned() else { return };
         let interrupting = matches!(self.node(boundary).kind, NodeKind::Boundary { cancel_activity: true, .. });
         if interrupting {
             self.terminate(activity);
+        } else if let NodeKind::Boundary { trigger: Trigger::Message { message }, .. } = &self.node(boundary).kind {
+            // A non-interrupting message boundary keeps listening while its activity runs.
+            let message = message.clone();
+            if let Err(Failure(m)) = self.subscribe_message(&message, boundary, activity, activity) {
+                self.incident(activity, Retry::Activate, m);
+            }
         }
         let key = self.key();
         self.emit(Event::ElementEntered { key, node: boundary, scope: act.scope });
-        self.leave(key, vars);
+        self.leave_catch_event(key, payload);
     }
 
-    fn event_subprocess_triggered(&mut self, scope: Key, start: NodeIdx, vars: Option<Vars>) {
+    /// Completes a catch event that was just entered with what triggered it.
+    fn leave_catch_event(&mut self, key: Key, payload: Payload) {
+        match payload {
+            Payload::Merge(vars) => self.leave(key, vars),
+            Payload::Local(vars) => {
+                self.emit(Event::VariablesSet { scope: key, variables: vars });
+                self.leave(key, None);
+            }
+        }
+    }
+
+    fn event_subprocess_triggered(&mut self, scope: Key, start: NodeIdx, payload: Payload) {
         if scope != ROOT && self.st.ei(scope).is_none() {
             return;
         }
@@ -1171,7 +1221,7 @@ impl<'a> Exec<'a> {
         self.emit(Event::ElementEntered { key, node: sub, scope });
         let start_key = self.key();
         self.emit(Event::ElementEntered { key: start_key, node: start, scope: key });
-        self.leave(start_key, vars);
+        self.leave_catch_event(start_key, payload);
     }
 
     fn event_gateway_won(&mut self, gateway: Key, target: NodeIdx, vars: Option<Vars>) {
@@ -1184,7 +1234,8 @@ impl<'a> Exec<'a> {
     }
 
     /// Throws error `code` from element `from`: the nearest event subprocess or boundary event
-    /// that catches it, scope by scope outwards; else the parent instance, else an incident.
+    /// that catches it, scope by scope outwards; else the parent instance, else an incident. At
+    /// each level a catcher naming the error's code wins over a catch-all one (as in Zeebe).
     fn throw_error(&mut self, from: Key, code: &str, message: &str) {
         let from_node = self.st.ei(from).map(|e| e.node).unwrap_or_default();
         let mut cur = from;
@@ -1194,17 +1245,18 @@ impl<'a> Exec<'a> {
             let is_scope =
                 cur == ROOT || scope_node.is_some_and(|n| matches!(self.node(n).kind, NodeKind::SubProcess { .. }));
             if is_scope && cur != from {
-                let catcher = self.p.children_of(scope_node).find_map(|sub| {
-                    if !matches!(self.node(sub).kind, NodeKind::SubProcess { triggered_by_event: true }) {
-                        return None;
-                    }
-                    self.p.children_of(Some(sub)).find(|&s| {
-                        matches!(&self.node(s).kind, NodeKind::StartEvent { trigger: Trigger::Error { error }, .. } if self.error_matches(error.as_deref(), code))
-                    })
-                });
-                if let Some(start) = catcher {
+                let starts = self
+                    .p
+                    .children_of(scope_node)
+                    .filter(|&sub| matches!(self.node(sub).kind, NodeKind::SubProcess { triggered_by_event: true }))
+                    .flat_map(|sub| self.p.children_of(Some(sub)))
+                    .filter_map(|s| match &self.node(s).kind {
+                        NodeKind::StartEvent { trigger: Trigger::Error { error }, .. } => Some((s, error.as_deref())),
+                        _ => None,
+                    });
+                if let Some(start) = self.best_error_catcher(starts, code) {
                     self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(start) });
-                    self.event_subprocess_triggered(cur, start, Some(error_vars(code, message)));
+                    self.event_subprocess_triggered(cur, start, Payload::Local(error_vars(code, message)));
                     return;
                 }
             }
@@ -1212,13 +1264,17 @@ impl<'a> Exec<'a> {
                 break;
             }
             let Some(ei) = self.st.ei(cur).cloned() else { break };
-            let boundary = self.node(ei.node).boundaries.iter().copied().find(|&b| {
-                matches!(&self.node(b).kind, NodeKind::Boundary { trigger: Trigger::Error { error }, .. } if self.error_matches(error.as_deref(), code))
-            });
-            if let Some(b) = boundary {
-                self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(b) });
-                self.boundary_triggered(cur, b, Some(error_vars(code, message)));
-                return;
+            // The boundary events of a multi-instance activity belong to its body, one level up.
+            if !self.is_mi_inner(cur) {
+                let boundaries = self.node(ei.node).boundaries.iter().filter_map(|&b| match &self.node(b).kind {
+                    NodeKind::Boundary { trigger: Trigger::Error { error }, .. } => Some((b, error.as_deref())),
+                    _ => None,
+                });
+                if let Some(b) = self.best_error_catcher(boundaries, code) {
+                    self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(b) });
+                    self.boundary_triggered(cur, b, Payload::Local(error_vars(code, message)));
+                    return;
+                }
             }
             cur = ei.scope;
         }
@@ -1241,14 +1297,26 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn error_matches(&self, catcher: Option<&str>, code: &str) -> bool {
-        match catcher {
-            None => true,
-            Some(id) => {
-                let def = self.p_defs().errors.get(id);
-                def.and_then(|d| d.code.as_deref()).unwrap_or(id) == code
+    /// Of error catch events `(node, errorRef)` at one level, the one for `code`: a catcher
+    /// naming the code, else a catch-all one (no errorRef).
+    fn best_error_catcher<'n>(
+        &self,
+        catchers: impl Iterator<Item = (NodeIdx, Option<&'n str>)>,
+        code: &str,
+    ) -> Option<NodeIdx> {
+        let mut catch_all = None;
+        for (node, error) in catchers {
+            match error {
+                Some(id) => {
+                    let def = self.p_defs().errors.get(id);
+                    if def.and_then(|d| d.code.as_deref()).unwrap_or(id) == code {
+                        return Some(node);
+                    }
+                }
+                None => catch_all = catch_all.or(Some(node)),
             }
         }
+        catch_all
     }
 
     /// Terminates an element instance and everything inside it.
@@ -1286,6 +1354,16 @@ impl<'a> Exec<'a> {
     }
 }
 
+/// What a triggered catch event brings with it.
+enum Payload {
+    /// A message's variables: merged into the instance like a task's result.
+    Merge(Option<Vars>),
+    /// An error's `errorCode` and `errorMessage`: local to the catch event, so its output
+    /// mappings can read them; nothing reaches the instance unless they map it (Zeebe gives an
+    /// error end event no payload at all).
+    Local(Vars),
+}
+
 /// Variables handed to an error catcher.
 fn error_vars(code: &str, message: &str) -> Vars {
     let mut vars = Vars::new();
@@ -1294,6 +1372,19 @@ fn error_vars(code: &str, message: &str) -> Vars {
         vars.insert("errorMessage".into(), Json::String(message.to_string()));
     }
     vars
+}
+
+/// The variable an expression only reads (`=result` or `=result.status` → `result`), if it is
+/// no more than that.
+fn read_variable(expr: &Expr) -> Option<String> {
+    let source = expr.source().trim_start_matches('=').trim();
+    let is_name = |part: &str| {
+        part.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let root = source.split('.').next()?;
+    let plain = source.split('.').all(is_name) && !matches!(root, "null" | "true" | "false" | "loopCounter");
+    plain.then(|| root.to_string())
 }
 
 /// A correlation key as text: strings as they are, other values as JSON.
