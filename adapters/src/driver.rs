@@ -26,7 +26,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::store::{self, InstanceWrite, NewTask, Store, StoreError, Ts, Tx, codec};
+use crate::row;
+use crate::store::writes::Writes;
+use crate::store::{self, Store, StoreError, Ts, Tx, codec};
 
 /// One unit of work for the driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -836,117 +838,130 @@ impl Batch<'_> {
     /// Writes everything the batch changed. A stale revision aborts with `Conflict`.
     async fn write(&mut self) -> Result<Wake, DriverError> {
         let mut wake = Wake::default();
+        let mut w = Writes::default();
         let now = self.now;
-        for w in &mut self.work {
-            if w.transitions.is_empty() {
+        for work in &mut self.work {
+            if work.transitions.is_empty() {
                 continue;
             }
-            let id = w.state.id.clone();
-            let def = w.def.clone();
-            // The revision check first: a concurrent writer's row lock makes us wait here and
-            // then fail cleanly with Conflict, before anything else is written.
-            let state = codec::encode_state(&w.state);
-            let status = match w.state.status {
+            let id = work.state.id.clone();
+            let def = work.def.clone();
+            let state = &work.state;
+            let status = match state.status {
                 Status::Active => "active",
                 Status::Completed => "completed",
                 Status::Cancelled => "cancelled",
             };
-            let parent_id = w.state.parent.as_ref().map(|p| p.instance.clone());
-            let row = InstanceWrite {
-                id: &id,
-                definition_key: def.key(),
-                version: i64::from(def.version),
-                business_key: w.state.business_key.as_deref(),
+            let instance = row![
+                id.as_str(),
+                def.key(),
+                i64::from(def.version),
+                state.business_key.clone(),
                 status,
-                incident: w.state.has_incident(),
-                state,
-                parent_id: parent_id.as_deref(),
-                started_at: w.state.started_at.unwrap_or(now),
-                ended_at: w.state.ended_at,
-                deadline: w.state.sla.as_ref().map(|s| s.deadline),
-                history_len: w.history_len + w.transitions.len() as i64,
-            };
-            match w.base_rev {
-                None => self.tx.insert_instance(&row).await?,
-                Some(rev) => {
-                    if !self.tx.update_instance(&row, rev).await? {
-                        return Err(DriverError::Conflict);
-                    }
-                }
+                i64::from(state.has_incident()),
+                codec::encode_state(state),
+                state.parent.as_ref().map(|p| p.instance.clone()),
+                state.started_at.unwrap_or(now),
+                state.ended_at,
+                state.sla.as_ref().map(|s| s.deadline),
+                work.history_len + work.transitions.len() as i64,
+            ];
+            match work.base_rev {
+                None => w.instance_inserts.push(instance),
+                Some(rev) => w.instance_updates.push((instance, rev)),
             }
-            for (t, by) in &w.transitions {
-                let events = codec::encode_events(&t.events);
-                self.tx.append_history(&id, w.history_len, t.at, &events).await?;
-                w.history_len += 1;
+            if state.status == Status::Cancelled {
+                w.cancelled.push(id.clone());
+            }
+            for (t, by) in &work.transitions {
+                w.history.push(row![id.as_str(), work.history_len, t.at, codec::encode_events(&t.events)]);
+                work.history_len += 1;
                 for event in &t.events {
                     match event {
                         Event::TaskCreated { key, node, task } => {
                             let n = def.process().node(*node);
                             let task_id = task_id(&id, *key);
-                            self.tx
-                                .insert_task(&NewTask {
-                                    id: &task_id,
-                                    instance_id: &id,
-                                    task_key: *key,
-                                    definition_key: def.key(),
-                                    element_id: &n.id,
-                                    name: n.name.as_deref(),
-                                    assignee: task.assignee.as_deref(),
-                                    candidate_groups: &task.candidate_groups,
-                                    candidate_users: &task.candidate_users,
-                                    due: task.due,
-                                    priority: task.priority,
-                                    created_at: t.at,
-                                })
-                                .await?;
+                            w.tasks.push(row![
+                                task_id.as_str(),
+                                id.as_str(),
+                                *key,
+                                def.key(),
+                                n.id.as_str(),
+                                n.name.clone(),
+                                "open",
+                                task.assignee.clone(),
+                                task.candidate_groups.join(","),
+                                task.candidate_users.join(","),
+                                task.due,
+                                task.priority,
+                                t.at,
+                            ]);
+                            for group in &task.candidate_groups {
+                                let due_sort = task.due.map(store::ms).unwrap_or(i64::MAX);
+                                w.task_groups.push(row![group.as_str(), task_id.as_str(), "open", due_sort, t.at]);
+                            }
                         }
                         Event::TaskCompleted { key, .. } => {
-                            self.tx.close_task(&task_id(&id, *key), "completed", t.at, by.as_deref()).await?;
+                            w.task_closes.push(row![task_id(&id, *key), "completed", t.at, by.clone()]);
                         }
                         Event::ElementTerminated { key, node } => {
                             if matches!(&def.process().node(*node).kind, NodeKind::Task(task) if task.kind == TaskKind::User)
                             {
-                                self.tx.close_task(&task_id(&id, *key), "cancelled", t.at, None).await?;
+                                w.task_closes.push(row![task_id(&id, *key), "cancelled", t.at, None::<String>]);
                             }
                         }
-                        Event::TimerFired { key, .. } => self.tx.delete_timer(&id, *key).await?,
-                        Event::MessageCorrelated { key, .. } => self.tx.delete_subscription(&id, *key).await?,
-                        Event::JobCompleted { key, .. } => self.tx.finish_job(&id, *key, "done").await?,
-                        Event::InstanceCompleted | Event::InstanceCancelled { .. } => {
-                            self.tx.cancel_open_tasks(&id, t.at).await?;
-                            self.tx.clear_waits(&id).await?;
-                        }
+                        Event::TimerFired { key, .. } => w.timer_deletes.push(row![id.as_str(), *key]),
+                        Event::MessageCorrelated { key, .. } => w.subscription_deletes.push(row![id.as_str(), *key]),
+                        Event::JobCompleted { key, .. } => w.job_finishes.push(row![id.as_str(), *key, "done"]),
                         _ => {}
                     }
                 }
                 for effect in &t.effects {
                     match effect {
                         Effect::ScheduleTimer { timer, due } => {
-                            self.tx.insert_timer(&id, *timer, *due).await?;
+                            w.timer_inserts.push(row![id.as_str(), *timer, *due]);
                             wake.timers = true;
                         }
-                        Effect::CancelTimer { timer } => self.tx.delete_timer(&id, *timer).await?,
-                        Effect::Subscribe { subscription, name, correlation_key } => {
-                            self.tx.insert_subscription(&id, *subscription, name, correlation_key, t.at).await?
+                        Effect::CancelTimer { timer } => w.timer_deletes.push(row![id.as_str(), *timer]),
+                        Effect::Subscribe { subscription, name, correlation_key } => w.subscription_inserts.push(row![
+                            id.as_str(),
+                            *subscription,
+                            name.as_str(),
+                            correlation_key.as_str(),
+                            t.at
+                        ]),
+                        Effect::Unsubscribe { subscription } => {
+                            w.subscription_deletes.push(row![id.as_str(), *subscription])
                         }
-                        Effect::Unsubscribe { subscription } => self.tx.delete_subscription(&id, *subscription).await?,
                         Effect::SendEmail { job, email } => {
                             let row_id = task_id(&id, *job);
                             let message_id = format!("<{row_id}@reglament>");
                             let payload = serde_json::to_string(email).expect("email serialises");
-                            self.tx.insert_outbox(&row_id, &id, *job, &message_id, &payload, now).await?;
+                            w.outbox.push(row![row_id, id.as_str(), *job, message_id, payload, "pending", now, now]);
                             wake.outbox = true;
                         }
                         Effect::RunJob { job, job_type, headers, variables } => {
                             let payload = serde_json::json!({ "headers": headers, "variables": variables }).to_string();
-                            self.tx.insert_job(&task_id(&id, *job), &id, *job, job_type, &payload, now).await?;
+                            w.jobs.push(row![
+                                task_id(&id, *job),
+                                id.as_str(),
+                                *job,
+                                job_type.as_str(),
+                                payload,
+                                "pending",
+                                now,
+                                now
+                            ]);
                             wake.jobs = true;
                         }
-                        Effect::CancelJob { job } => self.tx.finish_job(&id, *job, "cancelled").await?,
+                        Effect::CancelJob { job } => w.job_finishes.push(row![id.as_str(), *job, "cancelled"]),
                         _ => {}
                     }
                 }
             }
+        }
+        if !self.tx.flush(&w).await? {
+            return Err(DriverError::Conflict);
         }
         Ok(wake)
     }

@@ -3,6 +3,10 @@
 
 pub mod calendars;
 pub mod driver;
+pub mod http;
+pub mod scheduler;
+pub mod serve;
 pub mod simulate_cmd;
 pub mod store;
+pub mod users_cmd;
 pub mod validate_cmd;

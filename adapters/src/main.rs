@@ -14,6 +14,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: HTTP API, scheduler, deployment of ./definitions (embedded SQLite
+    /// ./reglament.db unless REGLAMENT_DATABASE_URL is set; mail to ./mail-out unless
+    /// REGLAMENT_SMTP_URL is set).
+    Serve {
+        /// A TOML configuration file (see README); environment variables override it.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Parse and validate BPMN files; prints `file:line:col: error: message [element]`.
     Validate {
         /// BPMN 2.0 XML files; call activities may target processes of any of them.
@@ -25,6 +33,40 @@ enum Command {
         /// A scenario file (TOML, DESIGN §6).
         scenario: std::path::PathBuf,
     },
+    /// Manage users and their API tokens (database from REGLAMENT_DATABASE_URL, default
+    /// sqlite://reglament.db).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user (or update an existing one) and print a new API token.
+    Add {
+        login: String,
+        #[arg(long)]
+        email: String,
+        /// Comma-separated groups, e.g. `process-owners,admins`.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// Structured logs on stderr; `RUST_LOG` filters (default info), `REGLAMENT_LOG_FORMAT=json`
+/// for JSON lines. Only `main` installs a subscriber.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("REGLAMENT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 const EXIT_INVALID: u8 = 1;
@@ -38,7 +80,49 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
         }
     };
+    init_logging();
     match cli.command {
+        Command::Serve { config } => {
+            let result = reglament::serve::Config::load(config.as_deref()).and_then(|config| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)?
+                    .block_on(reglament::serve::run(config))
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Users { command: UsersCommand::Add { login, email, groups, name } } => {
+            let url = std::env::var("REGLAMENT_DATABASE_URL").unwrap_or_else(|_| "sqlite://reglament.db".to_string());
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let store = reglament::store::Store::connect(&url, 2).await?;
+                        let token = reglament::users_cmd::add(&store, &login, &email, groups, name).await;
+                        store.close().await;
+                        token
+                    })
+                });
+            match result {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         Command::Simulate { scenario } => {
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();

@@ -3,7 +3,11 @@
 
 mod support;
 
+mod cluster;
 mod corpus;
+mod crash;
+mod http;
 mod scenarios;
+mod server;
 mod store;
 mod validate;

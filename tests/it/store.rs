@@ -14,17 +14,32 @@ pub struct TestDb {
     pub url: String,
     admin: Option<(String, String)>,
     file: Option<std::path::PathBuf>,
+    /// Held while the database is in use, so the PostgreSQL restart test waits for other
+    /// PostgreSQL tests (and they for it).
+    _shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
 }
+
+/// Taken for reading by every PostgreSQL test, for writing by the test that restarts the server.
+pub static POSTGRES_SERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = std::env::temp_dir().join(format!("reglament-test-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("test.db");
-        TestDb { url: format!("sqlite://{}", file.display()), admin: None, file: Some(dir) }
+        TestDb { url: format!("sqlite://{}", file.display()), admin: None, file: Some(dir), _shared: None }
     }
 
     pub async fn postgres() -> TestDb {
+        let shared = POSTGRES_SERVER.read().await;
+        let mut db = TestDb::postgres_unlocked().await;
+        db._shared = Some(shared);
+        db
+    }
+
+    /// A fresh PostgreSQL database without taking the shared lock (for the test that holds the
+    /// exclusive side).
+    pub async fn postgres_unlocked() -> TestDb {
         let admin_url = std::env::var("REGLAMENT_TEST_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
         let name = format!("reglament_test_{}", uuid::Uuid::now_v7().simple());
@@ -33,7 +48,7 @@ impl TestDb {
         });
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
         let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin_url.clone());
-        TestDb { url: format!("{base}/{name}"), admin: Some((admin_url, name)), file: None }
+        TestDb { url: format!("{base}/{name}"), admin: Some((admin_url, name)), file: None, _shared: None }
     }
 
     pub async fn drop_db(self) {

@@ -9,8 +9,6 @@
 //! Times are stored as milliseconds since the epoch; JSON documents as text. The encoding of the
 //! instance state and history is in [`codec`] (versioned, snapshot-tested).
 
-pub mod codec;
-
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,6 +16,43 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+/// Runs `$body` with `$c` bound to the backend's connection (transaction or pool); the body is
+/// written once and type-checked for each backend.
+macro_rules! on {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            Tx::Sqlite(tx) => {
+                let $c = &mut **tx;
+                $body
+            }
+            Tx::Postgres(tx) => {
+                let $c = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! on_pool {
+    ($pool:expr, |$c:ident| $body:expr) => {
+        match $pool {
+            Pool::Sqlite(p) => {
+                let $c = p;
+                $body
+            }
+            Pool::Postgres(p) => {
+                let $c = p;
+                $body
+            }
+        }
+    };
+}
+
+// Submodules see the macros above (declared after them on purpose).
+pub mod auth;
+pub mod codec;
+pub mod writes;
 
 pub type Ts = DateTime<Utc>;
 
@@ -88,38 +123,6 @@ impl std::fmt::Debug for Tx {
             Tx::Postgres(_) => "Tx(postgres)",
         })
     }
-}
-
-/// Runs `$body` with `$c` bound to the backend's connection (transaction or pool); the body is
-/// written once and type-checked for each backend.
-macro_rules! on {
-    ($tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            Tx::Sqlite(tx) => {
-                let $c = &mut **tx;
-                $body
-            }
-            Tx::Postgres(tx) => {
-                let $c = &mut **tx;
-                $body
-            }
-        }
-    };
-}
-
-macro_rules! on_pool {
-    ($pool:expr, |$c:ident| $body:expr) => {
-        match $pool {
-            Pool::Sqlite(p) => {
-                let $c = p;
-                $body
-            }
-            Pool::Postgres(p) => {
-                let $c = p;
-                $body
-            }
-        }
-    };
 }
 
 impl Store {
@@ -276,13 +279,19 @@ impl Store {
         Ok(row)
     }
 
-    /// The next instant something is due: a timer, a start timer, a job or an email.
+    /// The next instant a timer or start timer can be taken: its due time, or the expiry of
+    /// the lease another node holds on it.
     pub async fn next_due(&self) -> Result<Option<Ts>> {
-        let row: (Option<i64>,) = on_pool!(&self.pool, |c| sqlx::query_as(
-            "SELECT MIN(d) FROM (SELECT MIN(due) AS d FROM timers UNION ALL SELECT MIN(due) FROM start_timers) x"
+        let row: (Option<i64>,) = on_pool!(&self.pool, |c| {
+            sqlx::query_as(
+            "SELECT MIN(d) FROM ( \
+             SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due THEN lease_until ELSE due END) AS d FROM timers \
+             UNION ALL \
+             SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due THEN lease_until ELSE due END) FROM start_timers) x"
         )
         .fetch_one(c)
-        .await?);
+        .await?
+        });
         Ok(row.0.map(from_ms))
     }
 
@@ -560,6 +569,11 @@ impl Tx {
             Tx::Postgres(tx) => tx.rollback().await?,
         }
         Ok(())
+    }
+
+    /// Runs a statement as given: for tooling and benchmarks, never with user input.
+    pub async fn execute_sql(&mut self, sql: &str) -> Result<u64> {
+        Ok(on!(self, |c| sqlx::query(sql).execute(c).await?.rows_affected()))
     }
 
     pub async fn instance(&mut self, id: &str) -> Result<Option<InstanceRow>> {
@@ -911,6 +925,13 @@ impl Tx {
                 .rows_affected());
         }
         Ok(())
+    }
+
+    /// Every instance as (id, business key, status), for consistency checks.
+    pub async fn instances_summary(&mut self) -> Result<Vec<(String, Option<String>, String)>> {
+        Ok(on!(self, |c| sqlx::query_as("SELECT id, business_key, status FROM instances ORDER BY id")
+            .fetch_all(c)
+            .await?))
     }
 
     /// The active child instance that call activity `call` of `parent` started.

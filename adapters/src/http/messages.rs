@@ -1,0 +1,83 @@
+//! Publishing a message: to the instance waiting for it, else to a message start event, else
+//! buffered for its time to live.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use reglament_engine::timer::IsoDuration;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::{ApiError, FieldError, Problem, Resource};
+use super::extract::ApiJson;
+use crate::driver::{Op, Outcome};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageRequest {
+    /// The message name (`bpmn:message name`).
+    pub name: String,
+    /// The value the receiving subscription's correlation key must have.
+    #[serde(default)]
+    pub correlation_key: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
+    /// ISO 8601 duration (`PT1H`): keep the message this long if nobody waits for it yet.
+    pub time_to_live: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageResponse {
+    /// `correlated` (a waiting instance took it), `started` (it started an instance) or
+    /// `buffered` (kept for its time to live).
+    pub result: String,
+    pub process_instance_id: Option<String>,
+}
+
+/// Publishes a message.
+#[utoipa::path(
+    post, path = "/api/messages", operation_id = "publishMessage", summary = "Отправить сообщение", tag = "messages",
+    request_body = MessageRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Повтор с тем же ключом вернёт тот же ответ")),
+    responses(
+        (status = 200, description = "Сообщение принято экземпляром или запустило новый", body = MessageResponse),
+        (status = 202, description = "Сообщение сохранено на время timeToLive", body = MessageResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/no-receiver: никто не ждёт сообщения и timeToLive не задан", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiJson(req): ApiJson<MessageRequest>,
+) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    let ttl_ms = match &req.time_to_live {
+        None => 0,
+        Some(text) => {
+            let bad = |message: String| ApiError::Validation {
+                detail: format!("timeToLive: {message}"),
+                errors: vec![FieldError { field: Some("timeToLive".into()), message }],
+            };
+            let d = IsoDuration::parse(text).map_err(bad)?;
+            let now = Utc::now();
+            let until = d.add_to(now).ok_or_else(|| bad("слишком большой срок".into()))?;
+            (until - now).num_milliseconds()
+        }
+    };
+    let op = Op::Message { name: req.name, correlation_key: req.correlation_key, variables: req.variables, ttl_ms };
+    let outcome = state.runtime.submit(op).await.map_err(|e| ApiError::driver(e, Resource::Subscription))?;
+    let (status, result, id) = match outcome {
+        Outcome::Applied { id } => (StatusCode::OK, "correlated", Some(id)),
+        Outcome::Started { id, .. } => (StatusCode::OK, "started", Some(id)),
+        Outcome::Buffered => (StatusCode::ACCEPTED, "buffered", None),
+        Outcome::Stale => return Err(ApiError::internal("a message was answered as a stale timer")),
+    };
+    Ok((status, Json(MessageResponse { result: result.into(), process_instance_id: id })))
+}

@@ -1,0 +1,1018 @@
+//! The HTTP API through the real router and the real store (DESIGN §6): every endpoint, every
+//! access rule, bad input with the exact status and problem type, idempotency, cursor paging,
+//! and the OpenAPI document (validated by PyPI's `openapi-spec-validator`, and matched against
+//! the routes).
+
+use std::collections::BTreeSet;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use reglament::driver::Runtime;
+use reglament::http::{self, AppState};
+use reglament::store::CountOf;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::store::{TestDb, runtime};
+
+/// A user task with a form, a working-day deadline, an instance SLA and registry fields.
+const APPROVAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:reglament="urn:reglament:bpmn:1.0" id="d_approval" targetNamespace="urn:test">
+  <bpmn:process id="approval" name="Согласование заявки" isExecutable="true">
+    <bpmn:extensionElements>
+      <reglament:settings timeZone="Europe/Astrakhan" calendar="ru" />
+      <reglament:sla duration="P10D" time="working" />
+      <reglament:registry>
+        <reglament:service>Рассмотрение заявок</reglament:service>
+        <reglament:act>Приказ № 1, "общий"</reglament:act>
+        <reglament:owner>Отдел анализа</reglament:owner>
+        <reglament:reengineering>Не требуется</reglament:reengineering>
+        <reglament:digital>цифровой</reglament:digital>
+      </reglament:registry>
+    </bpmn:extensionElements>
+    <bpmn:startEvent id="start" name="Заявка поступила" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="review" />
+    <bpmn:userTask id="review" name="Рассмотреть заявку">
+      <bpmn:extensionElements>
+        <zeebe:assignmentDefinition candidateGroups="reviewers" />
+        <zeebe:priorityDefinition priority="=if priority = null then 50 else priority" />
+        <reglament:deadline duration="P5D" time="working" />
+        <reglament:form>
+          <reglament:field id="decision" label="Решение" type="enum" required="true">
+            <reglament:option value="approve" label="Согласовать" />
+            <reglament:option value="reject" label="Отклонить" />
+          </reglament:field>
+          <reglament:field id="comment" label="Комментарий" type="text" />
+        </reglament:form>
+      </bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="review" targetRef="decide" />
+    <bpmn:exclusiveGateway id="decide" name="Согласовано?" default="f_rejected" />
+    <bpmn:sequenceFlow id="f_approved" sourceRef="decide" targetRef="approved">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">=decision = "approve"</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_rejected" sourceRef="decide" targetRef="rejected" />
+    <bpmn:endEvent id="approved" name="Согласовано" />
+    <bpmn:endEvent id="rejected" name="Отклонено" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Waits for a message correlated by `requestId`.
+const WAITER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d_waiter" targetNamespace="urn:test">
+  <bpmn:message id="m_reply" name="reply"><bpmn:extensionElements><zeebe:subscription correlationKey="=requestId" /></bpmn:extensionElements></bpmn:message>
+  <bpmn:process id="waiter" isExecutable="true">
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="wait" />
+    <bpmn:intermediateCatchEvent id="wait" name="Ждём ответа"><bpmn:messageEventDefinition messageRef="m_reply" /></bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="e" />
+    <bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Not executable as written: a gateway splits without conditions.
+const BROKEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d_broken" targetNamespace="urn:test">
+  <bpmn:process id="broken" isExecutable="true">
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="g" />
+    <bpmn:exclusiveGateway id="g" />
+    <bpmn:sequenceFlow id="f2" sourceRef="g" targetRef="a" />
+    <bpmn:sequenceFlow id="f3" sourceRef="g" targetRef="b" />
+    <bpmn:endEvent id="a" />
+    <bpmn:endEvent id="b" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+struct App {
+    router: Router,
+    rt: Runtime,
+    db: Option<TestDb>,
+    admin: String,
+    owner: String,
+    reviewer: String,
+    reviewer2: String,
+    outsider: String,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).expect("UTF-8")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+
+    /// Asserts a problem document with this status and type.
+    #[track_caller]
+    fn problem(&self, status: u16, kind: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        let p = self.json();
+        assert_eq!(p["type"], json!(kind), "{p}");
+        assert_eq!(p["status"], json!(status));
+        assert!(p["title"].as_str().is_some_and(|t| t.chars().any(|c| ('а'..='я').contains(&c))), "Russian title: {p}");
+        assert!(p["detail"].is_string());
+        p
+    }
+
+    #[track_caller]
+    fn ok(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", String::from_utf8_lossy(&self.body));
+        self.json()
+    }
+}
+
+impl App {
+    async fn new(db: TestDb) -> App {
+        let rt = runtime(&db).await;
+        let mut app = App::with_runtime(rt).await;
+        app.db = Some(db);
+        app
+    }
+
+    async fn with_runtime(rt: Runtime) -> App {
+        let router = http::router(AppState::new(rt.clone(), "http://reglament.test/"));
+        let store = rt.store();
+        let add = |login: &'static str, groups: &'static [&'static str]| {
+            let store = store.clone();
+            async move {
+                reglament::users_cmd::add(
+                    &store,
+                    login,
+                    &format!("{login}@example.org"),
+                    groups.iter().map(|g| g.to_string()).collect(),
+                    None,
+                )
+                .await
+                .expect("user")
+            }
+        };
+        App {
+            admin: add("admin", &["admins"]).await,
+            owner: add("owner", &["process-owners"]).await,
+            reviewer: add("ivanov", &["reviewers"]).await,
+            reviewer2: add("petrov", &["reviewers", "clerks"]).await,
+            outsider: add("sidorov", &["clerks"]).await,
+            router,
+            rt,
+            db: None,
+        }
+    }
+
+    async fn finish(self) {
+        if let Some(db) = self.db {
+            db.drop_db().await;
+        }
+    }
+
+    async fn send(&self, method: Method, uri: &str, token: Option<&str>, body: Body, headers: &[(&str, &str)]) -> Resp {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self.router.clone().oneshot(req.body(body).unwrap()).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        Resp { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Resp {
+        self.send(Method::GET, uri, Some(token), Body::empty(), &[]).await
+    }
+
+    async fn post(&self, uri: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::POST, uri, Some(token), Body::from(body.to_string()), &[("content-type", "application/json")])
+            .await
+    }
+
+    async fn post_keyed(&self, uri: &str, token: &str, key: &str, body: String) -> Resp {
+        let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+        self.send(Method::POST, uri, Some(token), Body::from(body), &headers).await
+    }
+
+    async fn post_empty(&self, uri: &str, token: &str) -> Resp {
+        self.send(Method::POST, uri, Some(token), Body::empty(), &[]).await
+    }
+
+    async fn deploy(&self, xml: &str, token: &str) -> Resp {
+        self.send(
+            Method::POST,
+            "/api/definitions",
+            Some(token),
+            Body::from(xml.to_string()),
+            &[("content-type", "application/xml")],
+        )
+        .await
+    }
+
+    async fn start(&self, key: &str, token: &str, variables: Value) -> Value {
+        self.post("/api/process-instances", token, json!({"definitionKey": key, "variables": variables})).await.ok(201)
+    }
+
+    /// The open task of an instance, as its reviewer sees it in the group inbox.
+    async fn task_of(&self, instance: &str) -> Value {
+        let page = self.get("/api/tasks?candidateGroup=reviewers&limit=500", &self.reviewer).await.ok(200);
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["processInstanceId"] == json!(instance))
+            .cloned()
+            .unwrap_or_else(|| panic!("no task of {instance} in {page}"))
+    }
+}
+
+// ---- the main flow, on both backends --------------------------------------------------------
+
+async fn main_flow(db: TestDb) {
+    let app = App::new(db).await;
+    let deployed = app.deploy(APPROVAL, &app.owner).await.ok(201);
+    assert_eq!((deployed["key"].clone(), deployed["version"].clone()), (json!("approval"), json!(1)));
+    assert_eq!(app.deploy(APPROVAL, &app.owner).await.ok(200)["created"], json!(false), "same XML: no new version");
+    let changed = APPROVAL.replace("Рассмотреть заявку", "Рассмотреть заявку внимательно");
+    assert_eq!(app.deploy(&changed, &app.owner).await.ok(201)["version"], json!(2));
+
+    let list = app.get("/api/definitions", &app.reviewer).await.ok(200);
+    assert_eq!(list["items"][0]["key"], json!("approval"));
+    assert_eq!(list["items"][0]["version"], json!(2));
+    assert_eq!(list["items"][0]["registry"]["owner"], json!("Отдел анализа"));
+    assert_eq!(list["nextCursor"], Value::Null);
+    let one = app.get("/api/definitions/approval?version=1", &app.reviewer).await.ok(200);
+    assert_eq!((one["version"].clone(), one["name"].clone()), (json!(1), json!("Согласование заявки")));
+    assert_eq!(one["deployedBy"], json!("owner"));
+    let xml = app.get("/api/definitions/approval/xml?version=1", &app.reviewer).await;
+    assert_eq!(xml.status, StatusCode::OK);
+    assert!(xml.header("content-type").starts_with("application/xml"));
+    assert_eq!(xml.text(), APPROVAL);
+    let versions = app.get("/api/definitions/approval/versions", &app.reviewer).await.ok(200);
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+
+    // Any signed-in user starts an instance.
+    let started = app
+        .post(
+            "/api/process-instances",
+            &app.outsider,
+            json!({"definitionKey": "approval", "businessKey": "REQ-1", "variables": {"applicant": "Иванова", "priority": 70}}),
+        )
+        .await;
+    let instance = started.ok(201);
+    let id = instance["id"].as_str().unwrap().to_string();
+    assert_eq!(started.header("location"), format!("http://reglament.test/api/process-instances/{id}"));
+    assert_eq!(instance["definitionKey"], json!("approval"));
+    assert_eq!(instance["version"], json!(2));
+    assert_eq!(instance["businessKey"], json!("REQ-1"));
+    assert_eq!(instance["state"], json!("active"));
+    assert_eq!(instance["variables"]["applicant"], json!("Иванова"));
+    assert_eq!(
+        instance["activeElements"],
+        json!([{"elementId": "review", "name": "Рассмотреть заявку внимательно", "type": "userTask"}])
+    );
+    assert!(instance["deadline"].as_str().is_some_and(|d| d.ends_with("+04:00")), "{instance}");
+    let left = instance["workingTimeLeft"].as_i64().expect("working time left");
+    assert!((9 * 8 * 60..=10 * 8 * 60).contains(&left), "ten working days of 8 hours, minus today's part: {left}");
+    assert_eq!(instance["history"], json!(format!("http://reglament.test/api/process-instances/{id}/history")));
+    assert_eq!(app.get(&format!("/api/process-instances/{id}"), &app.reviewer).await.ok(200)["id"], json!(id));
+
+    // The reviewer sees it in the group's inbox; the task carries its form.
+    let task = app.task_of(&id).await;
+    let task_id = task["id"].as_str().unwrap().to_string();
+    assert_eq!(task["elementId"], json!("review"));
+    assert_eq!(task["state"], json!("open"));
+    assert_eq!(task["candidateGroups"], json!(["reviewers"]));
+    assert_eq!(task["priority"], json!(70));
+    assert!(task["due"].is_string() && task["createdAt"].is_string() && task["completedAt"].is_null());
+    let full = app.get(&format!("/api/tasks/{task_id}"), &app.reviewer).await.ok(200);
+    assert_eq!(full["form"][0]["id"], json!("decision"));
+    assert_eq!(full["form"][0]["type"], json!("enum"));
+    assert_eq!(full["form"][0]["required"], json!(true));
+    assert_eq!(full["form"][0]["options"][1], json!({"value": "reject", "label": "Отклонить"}));
+
+    let claimed = app.post_empty(&format!("/api/tasks/{task_id}/claim"), &app.reviewer).await.ok(200);
+    assert_eq!(claimed["assignee"], json!("ivanov"));
+    let mine = app.get("/api/tasks?assignee=me", &app.reviewer).await.ok(200);
+    assert_eq!(mine["items"][0]["id"], json!(task_id));
+
+    // A form that does not fit: 422 with the Russian message per field.
+    let invalid = app
+        .post(&format!("/api/tasks/{task_id}/complete"), &app.reviewer, json!({"variables": {"decision": "maybe"}}))
+        .await;
+    let p = invalid.problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("decision"));
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("ожидается одно из значений: approve, reject"), "{p}");
+    let missing = app.post(&format!("/api/tasks/{task_id}/complete"), &app.reviewer, json!({"variables": {}})).await;
+    assert!(
+        missing.problem(422, "/problems/validation")["errors"][0]["message"].as_str().unwrap().contains("обязательно")
+    );
+
+    let done = app
+        .post(
+            &format!("/api/tasks/{task_id}/complete"),
+            &app.reviewer,
+            json!({"variables": {"decision": "approve", "comment": "ok"}}),
+        )
+        .await
+        .ok(200);
+    assert_eq!((done["state"].clone(), done["completedBy"].clone()), (json!("completed"), json!("ivanov")));
+    let twice = app
+        .post(&format!("/api/tasks/{task_id}/complete"), &app.reviewer, json!({"variables": {"decision": "approve"}}))
+        .await;
+    twice.problem(409, "/problems/conflict");
+
+    let finished = app.get(&format!("/api/process-instances/{id}"), &app.reviewer).await.ok(200);
+    assert_eq!(finished["state"], json!("completed"));
+    assert_eq!(finished["activeElements"], json!([]));
+    assert_eq!(finished["variables"]["decision"], json!("approve"));
+    assert!(finished["endedAt"].is_string() && finished["workingTimeLeft"].is_null());
+
+    let history = app.get(&format!("/api/process-instances/{id}/history"), &app.reviewer).await.ok(200);
+    let events: Vec<(String, String)> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["event"].as_str().unwrap().to_string(), i["element"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("instance_started", ""),
+        ("element_entered", "start"),
+        ("element_completed", "start"),
+        ("element_entered", "review"),
+        ("task_created", "review"),
+        ("task_completed", "review"),
+        ("element_completed", "review"),
+        ("element_entered", "decide"),
+        ("element_completed", "decide"),
+        ("element_entered", "approved"),
+        ("element_completed", "approved"),
+        ("instance_completed", ""),
+    ]
+    .iter()
+    .map(|(e, el)| (e.to_string(), el.to_string()))
+    .collect();
+    assert_eq!(events, expected);
+    let created = &history["items"][4];
+    assert_eq!(created["task"], json!(task_id));
+    assert_eq!(created["candidate_groups"], json!(["reviewers"]));
+    assert!(history["items"][0]["at"].as_str().unwrap().ends_with("+04:00"));
+    assert!(history["items"][0]["deadline"].is_string());
+
+    // The registry, as JSON and as the official form in CSV.
+    let registry = app.get("/api/registry", &app.reviewer).await.ok(200);
+    assert_eq!(registry["items"][0]["definitionKey"], json!("approval"));
+    assert_eq!(registry["items"][0]["name"], json!("Согласование заявки"));
+    assert_eq!(registry["items"][0]["act"], json!("Приказ № 1, \"общий\""));
+    let csv = app.get("/api/registry?format=csv", &app.reviewer).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    let text = csv.text();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "\"Название услуги, функции, сервиса\",Регулирующий акт,Группа процессов,Название процесса,Ответственный за процесс,\
+         Статус процесса (статус реинжиниринга),Клиент,Ценность для клиента,Данные на входе,Результат на выходе,\
+         Связь с другими процессами,Вид процесса (цифровой/не цифровой),\
+         \"Точка размещения в цифровом виде (ЕПГУ, РПГУ, сайт ведомства)\",Идентификатор процесса"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "Рассмотрение заявок,\"Приказ № 1, \"\"общий\"\"\",,Согласование заявки,Отдел анализа,Не требуется,,,,,,цифровой,,approval"
+    );
+
+    // The SLA report: the instance finished within its SLA; the task within its due date.
+    let by_definition = app.get("/api/reports/sla?groupBy=definition", &app.reviewer).await.ok(200);
+    let row = &by_definition["items"][0];
+    assert_eq!(
+        (row["key"].clone(), row["total"].clone(), row["completed"].clone()),
+        (json!("approval"), json!(1), json!(1))
+    );
+    assert_eq!(
+        (row["onTime"].clone(), row["overdue"].clone(), row["onTimePercent"].clone()),
+        (json!(1), json!(0), json!(100.0))
+    );
+    assert!(row["averageDurationMinutes"].is_number());
+    let by_group = app.get("/api/reports/sla?groupBy=group&from=2020-01-01", &app.reviewer).await.ok(200);
+    assert_eq!(by_group["items"][0]["key"], json!("reviewers"));
+    assert_eq!(by_group["items"][0]["onTime"], json!(1));
+
+    let metrics = app.send(Method::GET, "/metrics", None, Body::empty(), &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let m = metrics.text();
+    for needle in [
+        "reglament_instances_started_total 1",
+        "reglament_instances_completed_total 1",
+        "reglament_tasks_open 0",
+        "reglament_tasks_overdue 0",
+        "reglament_timer_lag_seconds 0",
+        "reglament_outbox_pending 0",
+        "reglament_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/tasks/{id}/complete\",le=\"+Inf\"} 4",
+        "reglament_http_responses_total{method=\"POST\",route=\"/api/tasks/{id}/complete\",status=\"409\"} 1",
+    ] {
+        assert!(m.contains(needle), "{needle} missing from\n{m}");
+    }
+    let health = app.send(Method::GET, "/healthz", None, Body::empty(), &[]).await.ok(200);
+    assert_eq!(health, json!({"status": "ok", "database": "ok"}));
+    app.finish().await;
+}
+
+// ---- access rules ---------------------------------------------------------------------------
+
+async fn access_rules(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+
+    // Every /api route: no token, a malformed header, an unknown token → 401.
+    let doc = app.send(Method::GET, "/openapi.json", None, Body::empty(), &[]).await.ok(200);
+    for (path, item) in doc["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/api")) {
+        for method in item.as_object().unwrap().keys() {
+            let uri = path.replace("{key}", "approval").replace("{id}", "x").replace("{login}", "admin");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            app.send(m.clone(), &uri, None, Body::empty(), &[]).await.problem(401, "/problems/unauthorized");
+            app.send(m.clone(), &uri, Some("rgl_unknown"), Body::empty(), &[])
+                .await
+                .problem(401, "/problems/unauthorized");
+            app.send(m, &uri, None, Body::empty(), &[("authorization", "Basic YTpi")])
+                .await
+                .problem(401, "/problems/unauthorized");
+        }
+    }
+    let no_token = app.send(Method::GET, "/api/tasks", None, Body::empty(), &[]).await;
+    assert_eq!(no_token.header("www-authenticate"), "Bearer");
+
+    // Deploying needs process-owners; admin endpoints need admins.
+    app.deploy(APPROVAL, &app.reviewer).await.problem(403, "/problems/forbidden");
+    app.deploy(APPROVAL, &app.admin).await.problem(403, "/problems/forbidden");
+    app.get("/api/users", &app.owner).await.problem(403, "/problems/forbidden");
+    app.get("/api/groups", &app.reviewer).await.problem(403, "/problems/forbidden");
+    app.post("/api/users", &app.owner, json!({"login": "x", "email": "x@example.org"}))
+        .await
+        .problem(403, "/problems/forbidden");
+    app.post("/api/users/ivanov/tokens", &app.reviewer, json!({})).await.problem(403, "/problems/forbidden");
+
+    // Admins manage users and tokens; a new token works at once.
+    let users = app.get("/api/users", &app.admin).await.ok(200);
+    assert_eq!(users["items"].as_array().unwrap().len(), 5);
+    let created = app
+        .post(
+            "/api/users",
+            &app.admin,
+            json!({"login": "kuznetsova", "email": "k@example.org", "name": "Кузнецова", "groups": ["reviewers"]}),
+        )
+        .await;
+    assert_eq!(created.ok(201)["groups"], json!(["reviewers"]));
+    app.post("/api/users", &app.admin, json!({"login": "kuznetsova", "email": "k@example.org"}))
+        .await
+        .problem(409, "/problems/conflict");
+    app.post("/api/users", &app.admin, json!({"login": "bad login", "email": "k@example.org"}))
+        .await
+        .problem(422, "/problems/validation");
+    let token = app.post("/api/users/kuznetsova/tokens", &app.admin, json!({"label": "тест"})).await.ok(201);
+    let token = token["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("rgl_") && token.len() > 40);
+    let me = app.get("/api/me", &token).await.ok(200);
+    assert_eq!((me["login"].clone(), me["name"].clone()), (json!("kuznetsova"), json!("Кузнецова")));
+    app.post("/api/users/nobody/tokens", &app.admin, json!({})).await.problem(404, "/problems/user-not-found");
+    let groups = app.get("/api/groups", &app.admin).await.ok(200);
+    assert!(groups["items"].as_array().unwrap().contains(&json!({"name": "reviewers", "members": 3})), "{groups}");
+
+    // Tasks: only for the assignee and the candidate groups.
+    let id = app.start("approval", &app.outsider, json!({})).await["id"].as_str().unwrap().to_string();
+    let task = app.task_of(&id).await;
+    let tid = task["id"].as_str().unwrap();
+    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.problem(403, "/problems/forbidden");
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.outsider).await.problem(403, "/problems/forbidden");
+    app.post(&format!("/api/tasks/{tid}/complete"), &app.outsider, json!({"variables": {"decision": "approve"}}))
+        .await
+        .problem(403, "/problems/forbidden");
+    app.post(&format!("/api/tasks/{tid}/assign"), &app.outsider, json!({"user": "sidorov"}))
+        .await
+        .problem(403, "/problems/forbidden");
+    app.get("/api/tasks?candidateGroup=reviewers", &app.outsider).await.problem(403, "/problems/forbidden");
+    app.get("/api/tasks?assignee=ivanov", &app.outsider).await.problem(403, "/problems/forbidden");
+    assert_eq!(app.get("/api/tasks", &app.outsider).await.ok(200)["items"], json!([]), "nothing of theirs");
+    assert_eq!(app.get("/api/tasks", &app.reviewer).await.ok(200)["items"][0]["id"], json!(tid));
+
+    // Someone else's claimed task.
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.reviewer).await.ok(200);
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.reviewer).await.ok(200);
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.reviewer2).await.problem(409, "/problems/conflict");
+    app.post_empty(&format!("/api/tasks/{tid}/unclaim"), &app.reviewer2).await.problem(403, "/problems/forbidden");
+    app.post(&format!("/api/tasks/{tid}/complete"), &app.reviewer2, json!({"variables": {"decision": "approve"}}))
+        .await
+        .problem(403, "/problems/forbidden");
+    app.post(&format!("/api/tasks/{tid}/assign"), &app.reviewer2, json!({"user": "petrov"}))
+        .await
+        .problem(403, "/problems/forbidden");
+    // The assignee hands it over; the new assignee sees it, the old one no longer acts on it.
+    app.post(&format!("/api/tasks/{tid}/assign"), &app.reviewer, json!({"user": "nobody"}))
+        .await
+        .problem(422, "/problems/validation");
+    let assigned =
+        app.post(&format!("/api/tasks/{tid}/assign"), &app.reviewer, json!({"user": "sidorov"})).await.ok(200);
+    assert_eq!(assigned["assignee"], json!("sidorov"));
+    assert_eq!(app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.ok(200)["assignee"], json!("sidorov"));
+    app.post_empty(&format!("/api/tasks/{tid}/unclaim"), &app.reviewer).await.problem(403, "/problems/forbidden");
+    let unclaimed = app.post_empty(&format!("/api/tasks/{tid}/unclaim"), &app.outsider).await.ok(200);
+    assert_eq!(unclaimed["assignee"], Value::Null);
+    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.problem(403, "/problems/forbidden");
+
+    // Cancelling needs process-owners (or admins); an ended instance cannot be cancelled again.
+    app.send(Method::DELETE, &format!("/api/process-instances/{id}"), Some(&app.reviewer), Body::empty(), &[])
+        .await
+        .problem(403, "/problems/forbidden");
+    let cancelled = app
+        .send(
+            Method::DELETE,
+            &format!("/api/process-instances/{id}?reason=дубль"),
+            Some(&app.owner),
+            Body::empty(),
+            &[],
+        )
+        .await
+        .ok(200);
+    assert_eq!(cancelled["state"], json!("cancelled"));
+    app.send(Method::DELETE, &format!("/api/process-instances/{id}"), Some(&app.admin), Body::empty(), &[])
+        .await
+        .problem(409, "/problems/conflict");
+    let history = app.get(&format!("/api/process-instances/{id}/history"), &app.reviewer).await.ok(200);
+    let last = history["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["event"].clone(), last["reason"].clone()), (json!("instance_cancelled"), json!("дубль")));
+    assert_eq!(app.get(&format!("/api/tasks/{tid}"), &app.reviewer).await.ok(200)["state"], json!("cancelled"));
+    app.post(&format!("/api/tasks/{tid}/complete"), &app.reviewer, json!({"variables": {"decision": "approve"}}))
+        .await
+        .problem(409, "/problems/conflict");
+    app.finish().await;
+}
+
+// ---- bad input ------------------------------------------------------------------------------
+
+async fn bad_input(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let json_headers = [("content-type", "application/json")];
+    let send_json = |body: &'static str| {
+        app.send(Method::POST, "/api/process-instances", Some(&app.reviewer), Body::from(body), &json_headers)
+    };
+    send_json("{\"definitionKey\": ").await.problem(400, "/problems/bad-request");
+    send_json("not json").await.problem(400, "/problems/bad-request");
+    let wrong = send_json("{\"definitionKey\": \"approval\", \"variables\": 5}").await;
+    assert_eq!(wrong.problem(422, "/problems/validation")["errors"][0]["field"], json!("variables"));
+    send_json("{\"definitionKey\": 7}").await.problem(422, "/problems/validation");
+    send_json("{\"variables\": {}}").await.problem(422, "/problems/validation");
+    send_json("{\"definitionKey\": \"approval\", \"surprise\": 1}").await.problem(422, "/problems/validation");
+    app.send(Method::POST, "/api/process-instances", Some(&app.reviewer), Body::from("{}"), &[])
+        .await
+        .problem(415, "/problems/unsupported-media-type");
+
+    // Unknown ids.
+    app.post("/api/process-instances", &app.reviewer, json!({"definitionKey": "nope"}))
+        .await
+        .problem(404, "/problems/definition-not-found");
+    app.get("/api/definitions/nope", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    app.get("/api/definitions/approval?version=9", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    app.get("/api/definitions/nope/xml", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    app.get("/api/definitions/nope/versions", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    app.get("/api/process-instances/nope", &app.reviewer).await.problem(404, "/problems/instance-not-found");
+    app.get("/api/process-instances/nope/history", &app.reviewer).await.problem(404, "/problems/instance-not-found");
+    app.send(Method::DELETE, "/api/process-instances/nope", Some(&app.owner), Body::empty(), &[])
+        .await
+        .problem(404, "/problems/instance-not-found");
+    for uri in ["/api/tasks/nope", "/api/tasks/nope.1"] {
+        app.get(uri, &app.reviewer).await.problem(404, "/problems/task-not-found");
+    }
+    app.post_empty("/api/tasks/nope.1/claim", &app.reviewer).await.problem(404, "/problems/task-not-found");
+    app.post_empty("/api/tasks/nope.1/unclaim", &app.reviewer).await.problem(404, "/problems/task-not-found");
+    app.post("/api/tasks/nope.1/assign", &app.reviewer, json!({"user": "ivanov"}))
+        .await
+        .problem(404, "/problems/task-not-found");
+    app.post("/api/tasks/nope.1/complete", &app.reviewer, json!({})).await.problem(404, "/problems/task-not-found");
+    app.get("/api/nowhere", &app.reviewer).await.problem(404, "/problems/route-not-found");
+    app.send(Method::PUT, "/api/tasks", Some(&app.reviewer), Body::empty(), &[])
+        .await
+        .problem(405, "/problems/method-not-allowed");
+
+    // Bad query parameters.
+    app.get("/api/tasks?cursor=%%%", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?cursor=bm90IGpzb24", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?sort=sideways", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?limit=0", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?limit=many", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?dueBefore=tomorrow", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/tasks?state=lost", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/reports/sla?from=2026-02-01&to=2026-01-01", &app.reviewer)
+        .await
+        .problem(400, "/problems/bad-request");
+    app.get("/api/reports/sla?groupBy=planet", &app.reviewer).await.problem(400, "/problems/bad-request");
+    app.get("/api/registry?format=xls", &app.reviewer).await.problem(400, "/problems/bad-request");
+
+    // Oversized bodies: JSON over 2 MiB, BPMN over 16 MiB.
+    let big = format!("{{\"definitionKey\": \"approval\", \"variables\": {{\"blob\": \"{}\"}}}}", "я".repeat(1 << 20));
+    app.send(Method::POST, "/api/process-instances", Some(&app.reviewer), Body::from(big), &json_headers)
+        .await
+        .problem(413, "/problems/payload-too-large");
+    let huge = format!("{}<!--{}-->", APPROVAL, "x".repeat(16 << 20));
+    app.deploy(&huge, &app.owner).await.problem(413, "/problems/payload-too-large");
+    let fits = format!("{}<!--{}-->", APPROVAL, "x".repeat(3 << 20));
+    app.deploy(&fits, &app.owner).await.ok(201);
+
+    // Invalid BPMN: every diagnostic with its position, element and code.
+    let invalid = app.deploy(BROKEN, &app.owner).await;
+    let p = invalid.problem(422, "/problems/invalid-model");
+    let first = &p["errors"][0];
+    assert_eq!((first["line"].clone(), first["element"].clone()), (json!(6), json!("g")));
+    assert_eq!(
+        (first["severity"].clone(), first["code"].clone()),
+        (json!("error"), json!("gateway-without-conditions"))
+    );
+    assert!(first["column"].as_u64().unwrap() > 0 && first["message"].is_string());
+    let garbage = app.deploy("<bpmn:definitions", &app.owner).await;
+    assert_eq!(garbage.problem(422, "/problems/invalid-model")["errors"][0]["code"], json!("malformed-xml"));
+    app.get("/api/definitions/broken", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+
+    // Messages: correlated, buffered with a time to live, or nobody to receive them.
+    app.deploy(WAITER, &app.owner).await.ok(201);
+    let waiting = app.start("waiter", &app.reviewer, json!({"requestId": "R-1"})).await;
+    assert_eq!(waiting["activeElements"][0]["elementId"], json!("wait"));
+    let correlated = app
+        .post(
+            "/api/messages",
+            &app.reviewer,
+            json!({"name": "reply", "correlationKey": "R-1", "variables": {"answer": 42}}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(correlated, json!({"result": "correlated", "processInstanceId": waiting["id"]}));
+    let done =
+        app.get(&format!("/api/process-instances/{}", waiting["id"].as_str().unwrap()), &app.reviewer).await.ok(200);
+    assert_eq!((done["state"].clone(), done["variables"]["answer"].clone()), (json!("completed"), json!(42)));
+    app.post("/api/messages", &app.reviewer, json!({"name": "reply", "correlationKey": "R-2"}))
+        .await
+        .problem(404, "/problems/no-receiver");
+    let buffered = app
+        .post("/api/messages", &app.reviewer, json!({"name": "reply", "correlationKey": "R-2", "timeToLive": "PT1H"}))
+        .await;
+    assert_eq!(buffered.ok(202)["result"], json!("buffered"));
+    let later = app.start("waiter", &app.reviewer, json!({"requestId": "R-2"})).await;
+    assert_eq!(later["state"], json!("completed"), "the buffered message was waiting for it");
+    app.post("/api/messages", &app.reviewer, json!({"name": "reply", "timeToLive": "soon"}))
+        .await
+        .problem(422, "/problems/validation");
+
+    // An idempotency key that is not a header value we accept.
+    let long_key = "k".repeat(300);
+    app.send(
+        Method::POST,
+        "/api/messages",
+        Some(&app.reviewer),
+        Body::from("{}"),
+        &[("content-type", "application/json"), ("idempotency-key", &long_key)],
+    )
+    .await
+    .problem(400, "/problems/bad-request");
+
+    // A request over the time limit is answered 503 with a problem document.
+    let limits = http::Limits { request_timeout: std::time::Duration::ZERO, ..http::Limits::default() };
+    let impatient = http::router(AppState::new(app.rt.clone(), "http://reglament.test").with_limits(limits));
+    let req =
+        Request::get("/api/tasks").header("authorization", format!("Bearer {}", app.reviewer)).body(Body::empty());
+    let response = impatient.oneshot(req.unwrap()).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let slow = Resp { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() };
+    slow.problem(503, "/problems/timeout");
+    app.finish().await;
+}
+
+// ---- idempotency ----------------------------------------------------------------------------
+
+async fn idempotent_writes(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let body = json!({"definitionKey": "approval", "businessKey": "REQ-7"}).to_string();
+    let first = app.post_keyed("/api/process-instances", &app.reviewer, "key-1", body.clone()).await;
+    let id = first.ok(201)["id"].clone();
+    assert_eq!(first.header("idempotency-replayed"), "");
+    let again = app.post_keyed("/api/process-instances", &app.reviewer, "key-1", body.clone()).await;
+    assert_eq!(again.ok(201)["id"], id, "the stored response, not a second instance");
+    assert_eq!(again.header("idempotency-replayed"), "true");
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(app.rt.store().count(CountOf::Instances).await.unwrap(), 1);
+    // The same key for another request is refused; another user's key is their own.
+    let other = json!({"definitionKey": "approval", "businessKey": "REQ-8"}).to_string();
+    app.post_keyed("/api/process-instances", &app.reviewer, "key-1", other).await.problem(422, "/problems/validation");
+    let theirs = app.post_keyed("/api/process-instances", &app.reviewer2, "key-1", body.clone()).await.ok(201);
+    assert_ne!(theirs["id"], id);
+    assert_eq!(app.rt.store().count(CountOf::Instances).await.unwrap(), 2);
+    // Errors are replayed too (a 4xx is the answer to that request).
+    let missing = json!({"definitionKey": "nope"}).to_string();
+    app.post_keyed("/api/process-instances", &app.reviewer, "key-2", missing.clone())
+        .await
+        .problem(404, "/problems/definition-not-found");
+    let replayed = app.post_keyed("/api/process-instances", &app.reviewer, "key-2", missing).await;
+    replayed.problem(404, "/problems/definition-not-found");
+    assert_eq!(replayed.header("idempotency-replayed"), "true");
+    // Completing a task with a key: the retry does not hit "completed twice".
+    let task = app.task_of(id.as_str().unwrap()).await;
+    let uri = format!("/api/tasks/{}/complete", task["id"].as_str().unwrap());
+    let complete = json!({"variables": {"decision": "reject"}}).to_string();
+    let headers = [("content-type", "application/json"), ("idempotency-key", "complete-1")];
+    let once = app.send(Method::POST, &uri, Some(&app.reviewer), Body::from(complete.clone()), &headers).await;
+    once.ok(200);
+    let retry = app.send(Method::POST, &uri, Some(&app.reviewer), Body::from(complete), &headers).await;
+    assert_eq!(retry.ok(200)["state"], json!("completed"));
+    app.finish().await;
+}
+
+// ---- paging ---------------------------------------------------------------------------------
+
+async fn collect_pages(app: &App, query: &str, token: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let uri = match &cursor {
+            Some(c) => format!("/api/tasks?{query}&limit={limit}&cursor={c}"),
+            None => format!("/api/tasks?{query}&limit={limit}"),
+        };
+        let page = app.get(&uri, token).await.ok(200);
+        let got = page["items"].as_array().unwrap().clone();
+        assert!(got.len() <= limit);
+        items.extend(got);
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return items,
+        }
+    }
+    panic!("paging did not end");
+}
+
+async fn cursor_pagination(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(
+            app.start("approval", &app.reviewer, json!({"priority": i * 10})).await["id"].as_str().unwrap().to_string(),
+        );
+    }
+    let instance_ids = |items: &[Value]| -> Vec<String> {
+        items.iter().map(|t| t["processInstanceId"].as_str().unwrap().to_string()).collect()
+    };
+    // The group's inbox (index path) in creation order, three at a time.
+    let by_created = collect_pages(&app, "candidateGroup=reviewers&state=open&sort=created", &app.reviewer, 3).await;
+    assert_eq!(instance_ids(&by_created), ids, "every task once, in creation order");
+    // In due order (all have the same working-day deadline up to milliseconds): each once.
+    let by_due = collect_pages(&app, "candidateGroup=reviewers&sort=due", &app.reviewer2, 2).await;
+    assert_eq!(instance_ids(&by_due).into_iter().collect::<BTreeSet<_>>(), ids.iter().cloned().collect());
+    assert_eq!(by_due.len(), 7);
+    // Everything the reviewer may see, highest priority first.
+    let by_priority = collect_pages(&app, "sort=priority", &app.reviewer, 3).await;
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(instance_ids(&by_priority), expected);
+    // A cursor belongs to its sort order.
+    let page = app.get("/api/tasks?sort=priority&limit=2", &app.reviewer).await.ok(200);
+    let cursor = page["nextCursor"].as_str().unwrap();
+    app.get(&format!("/api/tasks?sort=due&cursor={cursor}"), &app.reviewer).await.problem(400, "/problems/bad-request");
+    // Filters: mine, overdue, due before.
+    let first_task = by_created[0]["id"].as_str().unwrap();
+    app.post_empty(&format!("/api/tasks/{first_task}/claim"), &app.reviewer).await.ok(200);
+    let mine = collect_pages(&app, "assignee=me&sort=created", &app.reviewer, 50).await;
+    assert_eq!(mine.len(), 1);
+    let mine_in_group = collect_pages(&app, "assignee=me&candidateGroup=reviewers", &app.reviewer, 50).await;
+    assert_eq!(mine_in_group.len(), 1);
+    assert!(collect_pages(&app, "assignee=me", &app.reviewer2, 50).await.is_empty());
+    assert!(collect_pages(&app, "overdue=true", &app.reviewer, 50).await.is_empty());
+    assert!(collect_pages(&app, "candidateGroup=reviewers&overdue=true", &app.reviewer, 50).await.is_empty());
+    assert_eq!(collect_pages(&app, "dueBefore=2999-01-01", &app.reviewer, 50).await.len(), 7);
+    assert_eq!(
+        collect_pages(&app, "candidateGroup=reviewers&dueBefore=2999-01-01T00:00:00Z", &app.reviewer, 4).await.len(),
+        7
+    );
+    assert!(collect_pages(&app, "state=completed", &app.reviewer, 50).await.is_empty());
+    app.finish().await;
+}
+
+// ---- the OpenAPI document, the docs page, the CLI command -----------------------------------
+
+/// The routes of DESIGN §6 (plus the user administration of issue 5).
+const DESIGNED: &[(&str, &str)] = &[
+    ("post", "/api/definitions"),
+    ("get", "/api/definitions"),
+    ("get", "/api/definitions/{key}"),
+    ("get", "/api/definitions/{key}/xml"),
+    ("get", "/api/definitions/{key}/versions"),
+    ("post", "/api/process-instances"),
+    ("get", "/api/process-instances/{id}"),
+    ("get", "/api/process-instances/{id}/history"),
+    ("delete", "/api/process-instances/{id}"),
+    ("get", "/api/tasks"),
+    ("get", "/api/tasks/{id}"),
+    ("post", "/api/tasks/{id}/claim"),
+    ("post", "/api/tasks/{id}/unclaim"),
+    ("post", "/api/tasks/{id}/complete"),
+    ("post", "/api/tasks/{id}/assign"),
+    ("post", "/api/messages"),
+    ("get", "/api/registry"),
+    ("get", "/api/reports/sla"),
+    ("get", "/api/me"),
+    ("get", "/api/users"),
+    ("post", "/api/users"),
+    ("post", "/api/users/{login}/tokens"),
+    ("get", "/api/groups"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+    ("get", "/metrics"),
+    ("get", "/healthz"),
+];
+
+async fn openapi_document(db: TestDb) {
+    let app = App::new(db).await;
+    let doc = app.send(Method::GET, "/openapi.json", None, Body::empty(), &[]).await.ok(200);
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let designed: BTreeSet<(String, String)> = DESIGNED.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, designed, "the document lists exactly the designed routes");
+    // Every documented operation is routed (a handler answers, not the router's fallbacks), and
+    // every route is documented: the router is built from the same declarations (utoipa-axum),
+    // and nothing else answers.
+    for (method, path) in &documented {
+        let uri = path.replace("{key}", "approval").replace("{id}", "x").replace("{login}", "admin");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = app.send(m, &uri, Some(&app.admin), Body::empty(), &[]).await;
+        if r.header("content-type") == "application/problem+json" {
+            let kind = r.json()["type"].clone();
+            assert!(
+                kind != json!("/problems/route-not-found") && kind != json!("/problems/method-not-allowed"),
+                "{method} {path}: {kind}"
+            );
+        }
+    }
+    for (method, path) in
+        [("get", "/api/tasks/x/claim"), ("post", "/api/tasks"), ("get", "/openapi.yaml"), ("post", "/healthz")]
+    {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let r = app.send(m, path, Some(&app.admin), Body::empty(), &[]).await;
+        assert!(matches!(r.status.as_u16(), 404 | 405), "{method} {path} is not a route: {}", r.status);
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], json!("bearer"));
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]), "public routes need no token");
+    // A public validator accepts it.
+    let file = std::env::temp_dir().join(format!("reglament-openapi-{}.json", uuid::Uuid::now_v7().simple()));
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (the OpenAPI check needs `pip install openapi-spec-validator`)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document (is it installed? `python3 -m pip install openapi-spec-validator`):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The docs page is self-contained: it loads nothing from elsewhere.
+    let docs = app.send(Method::GET, "/docs", None, Body::empty(), &[]).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.header("content-type").starts_with("text/html"));
+    let html = docs.text();
+    assert!(html.contains("/openapi.json") && html.contains("<script>"), "renders the document in place");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"),
+        "no external assets"
+    );
+    app.finish().await;
+}
+
+async fn users_command(db: TestDb) {
+    let store = reglament::store::Store::connect(&db.url, 2).await.unwrap();
+    let token = reglament::users_cmd::add(
+        &store,
+        "ivanov",
+        "ivanov@example.org",
+        vec!["b".into(), "a".into(), "a".into()],
+        Some("Иванов И.И.".into()),
+    )
+    .await
+    .unwrap();
+    let user = store.user_by_token_hash(&http::auth::hash_token(&token)).await.unwrap().expect("the token signs in");
+    assert_eq!(
+        (user.groups.clone(), user.name.clone()),
+        (vec!["a".to_string(), "b".to_string()], Some("Иванов И.И.".to_string()))
+    );
+    // Adding again updates the user and issues another token; both work.
+    let second = reglament::users_cmd::add(&store, "ivanov", "i@example.org", vec!["c".into()], None).await.unwrap();
+    assert_ne!(token, second);
+    let user = store.user_by_token_hash(&http::auth::hash_token(&token)).await.unwrap().unwrap();
+    assert_eq!((user.email.as_str(), user.groups.clone()), ("i@example.org", vec!["c".to_string()]));
+    assert!(store.user_by_token_hash(&http::auth::hash_token(&second)).await.unwrap().is_some());
+    // Only hashes are stored.
+    let rows = store.users().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(reglament::users_cmd::add(&store, "bad login", "x@example.org", vec![], None).await.is_err());
+    assert!(reglament::users_cmd::add(&store, "x", "not-an-email", vec![], None).await.is_err());
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// The history uses the simulator's vocabulary: the same model and steps give the same
+/// (event, element) sequence through the API as through `reglament simulate`.
+async fn history_matches_the_simulator(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let id = app.start("approval", &app.reviewer, json!({})).await["id"].as_str().unwrap().to_string();
+    let task = app.task_of(&id).await;
+    app.post(
+        &format!("/api/tasks/{}/complete", task["id"].as_str().unwrap()),
+        &app.reviewer,
+        json!({"variables": {"decision": "reject"}}),
+    )
+    .await
+    .ok(200);
+    let history = app.get(&format!("/api/process-instances/{id}/history"), &app.reviewer).await.ok(200);
+
+    let (defs, _) = reglament_engine::parse_definitions(APPROVAL.as_bytes());
+    let scenario = reglament_engine::sim::parse_scenario(
+        "definition = \"x.bpmn\"\n[start]\nat = \"2026-03-02T10:00:00+04:00\"\n[[step]]\ncomplete = \"review\"\nvariables = { decision = \"reject\" }\n",
+    )
+    .unwrap();
+    let (trace, error) = reglament_engine::sim::run(std::sync::Arc::new(defs), &crate::store::env(), &scenario);
+    assert!(error.is_none(), "{error:?}");
+    let shape = |items: Vec<Value>| -> Vec<Vec<String>> {
+        items
+            .iter()
+            .map(|i| {
+                let mut keys: Vec<String> = i.as_object().unwrap().keys().cloned().collect();
+                keys.sort();
+                let mut line =
+                    vec![i["event"].as_str().unwrap().to_string(), i["element"].as_str().unwrap_or("").to_string()];
+                line.extend(keys);
+                line
+            })
+            .collect()
+    };
+    let trace: Vec<Value> = trace.into_iter().map(Value::Object).collect();
+    assert_eq!(shape(history["items"].as_array().unwrap().clone()), shape(trace));
+    app.finish().await;
+}
+
+macro_rules! on_sqlite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    tokio::time::timeout(std::time::Duration::from_secs(120), super::$name(super::TestDb::sqlite().await))
+                        .await
+                        .expect("finished in time");
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    tokio::time::timeout(std::time::Duration::from_secs(120), super::$name(super::TestDb::postgres().await))
+                        .await
+                        .expect("finished in time");
+                }
+            )*
+        }
+    };
+}
+
+on_sqlite!(
+    main_flow,
+    access_rules,
+    bad_input,
+    idempotent_writes,
+    cursor_pagination,
+    openapi_document,
+    users_command,
+    history_matches_the_simulator,
+);
+on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination);
