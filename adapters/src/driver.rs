@@ -333,17 +333,30 @@ impl Runtime {
 
     async fn try_batch(&self, ops: &[Op]) -> Result<(Vec<Result<Outcome, DriverError>>, Wake), DriverError> {
         let tx = self.inner.store.begin().await?;
-        let mut b =
-            Batch { rt: self, tx, now: Utc::now(), work: Vec::new(), index: HashMap::new(), follow: VecDeque::new() };
+        let mut b = Batch {
+            rt: self,
+            tx,
+            now: Utc::now(),
+            work: Vec::new(),
+            index: HashMap::new(),
+            follow: VecDeque::new(),
+            versions: HashMap::new(),
+        };
+        if let Err(e) = b.prefetch(ops).await {
+            let _ = b.tx.rollback().await;
+            return Err(e);
+        }
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
-            let outcome = b.op(op.clone()).await;
-            if let Err(DriverError::Store(e)) = &outcome {
-                let e = DriverError::Invalid(e.to_string());
-                let _ = b.tx.rollback().await;
-                return Err(e);
+            match b.op(op.clone()).await {
+                // A storage failure fails the whole batch (and may be retried); a rejection
+                // fails only its own operation.
+                Err(DriverError::Store(e)) => {
+                    let _ = b.tx.rollback().await;
+                    return Err(DriverError::Store(e));
+                }
+                outcome => outcomes.push(outcome),
             }
-            outcomes.push(outcome);
             b.follow_ups().await?;
         }
         let wake = b.write().await?;
@@ -481,6 +494,8 @@ struct Batch<'a> {
     index: HashMap<String, usize>,
     /// Follow-up work produced by effects, run in the same transaction.
     follow: VecDeque<FollowUp>,
+    /// Latest definition versions read in this batch.
+    versions: HashMap<String, i64>,
 }
 
 /// Work an effect asks for that stays inside the database.
@@ -576,17 +591,56 @@ impl Batch<'_> {
         }
     }
 
-    async fn start(&mut self, key: &str, cmd: StartCommand) -> Result<Outcome, DriverError> {
-        let (version, _, xml) = self
+    /// The latest version of a definition key, read once per batch.
+    async fn latest_version(&mut self, key: &str) -> Result<i64, DriverError> {
+        if let Some(v) = self.versions.get(key) {
+            return Ok(*v);
+        }
+        let v = self
             .tx
-            .latest_definition(key)
+            .latest_version(key)
             .await?
             .ok_or_else(|| DriverError::NotFound(format!("no definition `{key}` is deployed")))?;
-        let cached = self.rt.inner.defs.lock().expect("definition cache").get(&(key.to_string(), version)).cloned();
-        let def = match cached {
-            Some(d) => d,
-            None => self.rt.cache_definition(key, version, &xml)?,
-        };
+        self.versions.insert(key.to_string(), v);
+        Ok(v)
+    }
+
+    /// Loads, in one query, the instances the batch's operations name.
+    async fn prefetch(&mut self, ops: &[Op]) -> Result<(), DriverError> {
+        let mut ids: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Instance { id, .. } => Some(id.as_str()),
+                Op::CompleteTask { task_id, .. } => parse_task_id(task_id).map(|(i, _)| i),
+                Op::FireTimer { instance, .. } => Some(instance.as_str()),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() < 2 {
+            return Ok(());
+        }
+        for row in self.tx.instances(&ids).await? {
+            if self.index.contains_key(&row.id) {
+                continue;
+            }
+            let def = self.rt.definition(&row.definition_key, row.version).await?;
+            self.index.insert(row.id.clone(), self.work.len());
+            self.work.push(Work {
+                def,
+                state: row.state,
+                base_rev: Some(row.rev),
+                history_len: row.history_len,
+                transitions: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, key: &str, cmd: StartCommand) -> Result<Outcome, DriverError> {
+        let version = self.latest_version(key).await?;
+        let def = self.rt.definition(key, version).await?;
         let id = cmd.id.clone();
         let (state, transition) = runtime::start(&def, self.rt.env(), cmd, self.now)?;
         let deadline = state.sla.as_ref().map(|s| s.deadline);
@@ -630,11 +684,7 @@ impl Batch<'_> {
         let starts =
             self.rt.inner.message_starts.lock().expect("message index").get(&name).cloned().unwrap_or_default();
         if let Some(def_key) = starts.first() {
-            let (version, _, _) = self
-                .tx
-                .latest_definition(def_key)
-                .await?
-                .ok_or_else(|| DriverError::NotFound(format!("no definition `{def_key}`")))?;
+            let version = self.latest_version(def_key).await?;
             let def = self.rt.definition(def_key, version).await?;
             let start_event = def.process().nodes.iter().find_map(|n| match &n.kind {
                 NodeKind::StartEvent { trigger: Trigger::Message { message }, .. }

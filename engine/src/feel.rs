@@ -30,6 +30,10 @@ pub struct Expr {
     source: Arc<str>,
     pub pos: Pos,
     names: Arc<[String]>,
+    /// The variables named when an evaluation fails or gives null: `names` without the words
+    /// of built-in functions, names the expression binds itself (`for x in`, context keys) and
+    /// the implicit `item` of a filter.
+    reported: Arc<[String]>,
     evaluator: Arc<dsntk_feel::Evaluator>,
     /// The expression calls `now()` or `today()`, which read the clock given to the evaluation.
     uses_clock: bool,
@@ -90,7 +94,6 @@ const KEYWORDS: &[&str] = &[
     "null",
     "true",
     "false",
-    "item",
     "external",
 ];
 
@@ -228,10 +231,23 @@ impl Expr {
             .filter(|(n, after_dot)| !after_dot && !KEYWORDS.contains(&n.as_str()) && !calls.contains(n))
             .map(|(n, _)| n)
             .collect();
+        let bound = bound_names(body);
+        let reported: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                let implicit_item = n.as_str() == "item" && body.contains('[');
+                !(BUILTIN_WORDS.contains(&n.as_str())
+                    || n.starts_with("reglament_")
+                    || bound.contains(n.as_str())
+                    || implicit_item)
+            })
+            .cloned()
+            .collect();
         Ok(Expr {
             source: Arc::from(source.trim()),
             pos,
             names: names.into(),
+            reported: reported.into(),
             evaluator: Arc::new(evaluator),
             uses_clock,
         })
@@ -253,7 +269,50 @@ impl Expr {
     /// Evaluates at a given time: `now()` and `today()` answer from `clock`.
     pub fn eval_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<Json, EvalError> {
         let value = self.eval_raw(lookup, clock)?;
-        feel_to_json(&value).map_err(|message| EvalError { message: format!("`{}`: {message}", self.source) })
+        to_json(&value).map_err(|e| self.conversion_error(lookup, e))
+    }
+
+    /// Why evaluating failed, for people: the referenced variables that are not set or null
+    /// when there are any (the usual cause), else what FEEL reported, in words.
+    fn conversion_error(&self, lookup: &dyn Fn(&str) -> Option<Json>, e: ToJsonError) -> EvalError {
+        let message = match e {
+            ToJsonError::Failed(reason) => match self.unset_variables(lookup) {
+                Some(unset) => format!("`{}`: {unset}", self.source),
+                None => format!("`{}`: {}", self.source, describe_failure(&reason)),
+            },
+            ToJsonError::NotStorable(message) => format!("`{}`: {message}", self.source),
+        };
+        EvalError { message }
+    }
+
+    /// The variables the expression reads that are not set or are null, in words ("variable
+    /// `amount` is not set"), or `None` when all have values.
+    pub fn unset_variables(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> Option<String> {
+        let (missing, null) = self.unset_names(lookup);
+        describe_unset(&missing, &null)
+    }
+
+    /// The variables the expression reads that are not set, and those that are null.
+    pub fn unset_names(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> (Vec<String>, Vec<String>) {
+        let mut missing = Vec::new();
+        let mut null = Vec::new();
+        for name in self.reported.iter() {
+            match lookup(name) {
+                None => missing.push(name.clone()),
+                Some(Json::Null) => null.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        (missing, null)
+    }
+
+    /// "`=x` is null", with the referenced variables that are not set or null: for a result
+    /// that is null where a value is needed.
+    pub fn null_message(&self, lookup: &dyn Fn(&str) -> Option<Json>) -> String {
+        match self.unset_variables(lookup) {
+            Some(unset) => format!("`{}` is null: {unset}", self.source),
+            None => format!("`{}` is null", self.source),
+        }
     }
 
     fn eval_raw(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<FeelValue, EvalError> {
@@ -301,11 +360,11 @@ impl Expr {
         match self.eval_raw(lookup, clock)? {
             FeelValue::Boolean(b) => Ok(b),
             FeelValue::Null(_) => Ok(false),
-            other => match feel_to_json(&other) {
+            other => match to_json(&other) {
                 Ok(json) => {
                     Err(EvalError { message: format!("`{}` gave {json}, expected true or false", self.source) })
                 }
-                Err(message) => Err(EvalError { message: format!("`{}`: {message}", self.source) }),
+                Err(e) => Err(self.conversion_error(lookup, e)),
             },
         }
     }
@@ -450,6 +509,63 @@ fn identifiers(source: &str) -> Vec<(String, bool)> {
     out
 }
 
+/// Names an expression binds itself: iteration variables (`for x in`, `some x in`,
+/// `every x in`) and the keys of context literals (`{total: …}`).
+fn bound_names(source: &str) -> BTreeSet<String> {
+    let mut bound = BTreeSet::new();
+    let mut previous: Option<String> = None;
+    let mut chars = source.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            let mut escaped = false;
+            for (_, c) in chars.by_ref() {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    break;
+                }
+            }
+            previous = None;
+        } else if c.is_alphabetic() || c == '_' {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_alphanumeric() || d == '_' {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let word = &source[i..end];
+            let next = source[end..].trim_start().chars().next();
+            if matches!(previous.as_deref(), Some("for" | "some" | "every")) || next == Some(':') {
+                bound.insert(word.to_string());
+            }
+            previous = Some(word.to_string());
+        } else if !c.is_whitespace() {
+            previous = None;
+        }
+    }
+    bound
+}
+
+/// Variables not set and variables that are null, in words: "variable `a` is not set",
+/// "variables `a` and `b` are not set; variable `c` is null"; `None` when there are none.
+pub fn describe_unset(missing: &[String], null: &[String]) -> Option<String> {
+    let phrase = |names: &[String], what: &str| -> Option<String> {
+        let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        match quoted.as_slice() {
+            [] => None,
+            [one] => Some(format!("variable {one} is {what}")),
+            [init @ .., last] => Some(format!("variables {} and {last} are {what}", init.join(", "))),
+        }
+    };
+    let parts: Vec<String> = [phrase(missing, "not set"), phrase(null, "null")].into_iter().flatten().collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// Converts a JSON value into a FEEL value.
 pub fn json_to_feel(value: &Json) -> FeelValue {
     match value {
@@ -473,17 +589,32 @@ pub fn json_to_feel(value: &Json) -> FeelValue {
 
 /// Converts a FEEL value back into JSON. Temporal values become their ISO 8601 strings.
 pub fn feel_to_json(value: &FeelValue) -> Result<Json, String> {
+    to_json(value).map_err(|e| match e {
+        ToJsonError::Failed(reason) => describe_failure(&reason),
+        ToJsonError::NotStorable(message) => message,
+    })
+}
+
+/// Why a FEEL value has no JSON form.
+enum ToJsonError {
+    /// The evaluation failed: dsntk's reason.
+    Failed(String),
+    /// A value (a function, a range) that cannot be a variable.
+    NotStorable(String),
+}
+
+fn to_json(value: &FeelValue) -> Result<Json, ToJsonError> {
     Ok(match value {
         FeelValue::Null(None) => Json::Null,
-        FeelValue::Null(Some(reason)) => return Err(reason.clone()),
+        FeelValue::Null(Some(reason)) => return Err(ToJsonError::Failed(reason.clone())),
         FeelValue::Boolean(b) => Json::Bool(*b),
         FeelValue::Number(n) => number_to_json(n),
         FeelValue::String(s) => Json::String(s.clone()),
-        FeelValue::List(items) => Json::Array(items.iter().map(feel_to_json).collect::<Result<_, _>>()?),
+        FeelValue::List(items) => Json::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
         FeelValue::Context(ctx) => {
             let mut map = Map::new();
             for (k, v) in ctx.iter() {
-                map.insert(k.to_string(), feel_to_json(v)?);
+                map.insert(k.to_string(), to_json(v)?);
             }
             Json::Object(map)
         }
@@ -492,8 +623,56 @@ pub fn feel_to_json(value: &FeelValue) -> Result<Json, String> {
         FeelValue::Time(t) => Json::String(t.to_string()),
         FeelValue::DaysAndTimeDuration(d) => Json::String(d.to_string()),
         FeelValue::YearsAndMonthsDuration(d) => Json::String(d.to_string()),
-        other => return Err(format!("value of type {} cannot be stored as a variable", other.type_of())),
+        other => {
+            return Err(ToJsonError::NotStorable(format!(
+                "value of type {} cannot be stored as a variable",
+                other.type_of()
+            )));
+        }
     })
+}
+
+/// dsntk's reason for a failed evaluation, in words. Its reasons are internal names
+/// (`eval_greater_then`), a bare function name (`duration`) or `[module::function] text`.
+fn describe_failure(reason: &str) -> String {
+    let reason = reason.trim();
+    if let Some(op) = reason.strip_prefix("eval_") {
+        let operator = [
+            ("greater_or_equal", ">="),
+            ("greater_then", ">"),
+            ("greater", ">"),
+            ("less_or_equal", "<="),
+            ("less_then", "<"),
+            ("less", "<"),
+            ("in_unary_greater_or_equal", ">="),
+            ("in_unary_greater", ">"),
+            ("in_unary_less_or_equal", "<="),
+            ("in_unary_less", "<"),
+            ("in_range", "a range test"),
+        ]
+        .iter()
+        .find(|(prefix, _)| op.starts_with(prefix))
+        .map(|(_, operator)| *operator);
+        return match operator {
+            Some("a range test") => "the value cannot be tested against the range (different types, or null)".into(),
+            Some(operator) => format!("the two sides of `{operator}` cannot be compared (different types, or null)"),
+            None => format!("the expression cannot be evaluated ({reason})"),
+        };
+    }
+    if let Some(rest) = reason.strip_prefix('[')
+        && let Some((place, text)) = rest.split_once("] ")
+    {
+        return match place.strip_prefix("core::") {
+            Some(function) => format!("{function}(): {text}"),
+            None => text.to_string(),
+        };
+    }
+    // A bare function name: the function refused its arguments.
+    if reason.chars().next().is_some_and(char::is_lowercase) && reason.chars().all(|c| c.is_alphanumeric() || c == '_')
+    {
+        return format!("{reason}() was given an argument it cannot use (of the wrong type, null or badly formed)");
+    }
+    reason.to_string()
 }
 
 fn number_to_json(n: &FeelNumber) -> Json {
@@ -574,5 +753,61 @@ mod tests {
         let e = Expr::compile("=x + 1", Pos::default()).unwrap();
         let v = vars(json!({"x": 1}));
         assert!(e.eval_bool_with(&|n| v.get(n).cloned()).is_err());
+    }
+
+    #[test]
+    fn a_variable_named_item_can_be_read_and_filters_still_work() {
+        assert_eq!(eval("=item", json!({"item": 5})), json!(5));
+        assert_eq!(eval("=item.name", json!({"item": {"name": "Иванов"}})), json!("Иванов"));
+        assert_eq!(eval("=item > 3", json!({"item": 5})), json!(true));
+        assert_eq!(eval("=items[item > 1]", json!({"items": [1, 2, 3]})), json!([2, 3]));
+        // A variable named `item` does not disturb the filter's own `item`.
+        assert_eq!(eval("=items[item > 1]", json!({"items": [1, 2, 3], "item": 0})), json!([2, 3]));
+        assert_eq!(eval("=items[item.n > 1].n", json!({"items": [{"n": 1}, {"n": 2}]})), json!([2]));
+        assert_eq!(eval("=for item in items return item * 2", json!({"items": [1, 2]})), json!([2, 4]));
+    }
+
+    fn eval_err(src: &str, v: Json) -> String {
+        let v = vars(v);
+        Expr::compile(src, Pos::default()).unwrap().eval(&v).unwrap_err().message
+    }
+
+    #[test]
+    fn failures_name_the_variables_that_are_not_set_or_null() {
+        assert_eq!(eval_err("=amount > 1000", json!({})), "`=amount > 1000`: variable `amount` is not set");
+        assert_eq!(eval_err("=amount > 1000", json!({"amount": null})), "`=amount > 1000`: variable `amount` is null");
+        let duration = r#"=duration("PT" + string(hours) + "H")"#;
+        assert_eq!(eval_err(duration, json!({})), format!("`{duration}`: variable `hours` is not set"));
+        assert_eq!(
+            eval_err("=a + c > limit", json!({"limit": null})),
+            "`=a + c > limit`: variables `a` and `c` are not set; variable `limit` is null"
+        );
+        // With every variable set, the failure itself is told in words, not dsntk's names.
+        assert_eq!(
+            eval_err("=amount > 1000", json!({"amount": "много"})),
+            "`=amount > 1000`: the two sides of `>` cannot be compared (different types, or null)"
+        );
+        assert_eq!(eval_err("=date(x)", json!({"x": "garbage"})), "`=date(x)`: date(): invalid date string 'garbage'");
+        assert_eq!(eval_err("=1 / 0", json!({})), "`=1 / 0`: division by zero");
+        let e = Expr::compile(r#"=duration("P" + x)"#, Pos::default()).unwrap();
+        let message = e.eval(&vars(json!({"x": "nonsense"}))).unwrap_err().message;
+        assert!(message.contains("duration() was given an argument it cannot use"), "{message}");
+    }
+
+    #[test]
+    fn null_results_name_the_variables() {
+        let e = Expr::compile("=reminderCycle", Pos::default()).unwrap();
+        assert_eq!(e.null_message(&|_| None), "`=reminderCycle` is null: variable `reminderCycle` is not set");
+        assert_eq!(e.null_message(&|_| Some(Json::Null)), "`=reminderCycle` is null: variable `reminderCycle` is null");
+        let e = Expr::compile("=if x then null else 1", Pos::default()).unwrap();
+        assert_eq!(e.null_message(&|_| Some(json!(true))), "`=if x then null else 1` is null");
+        // Names the expression binds itself, built-in function words and a filter's `item` are
+        // not variables to report.
+        let e = Expr::compile("={total: sum(xs), first: xs[item > 1]}", Pos::default()).unwrap();
+        assert_eq!(e.unset_variables(&|_| None), Some("variable `xs` is not set".into()));
+        let e = Expr::compile("=for x in xs return string length(x)", Pos::default()).unwrap();
+        assert_eq!(e.unset_variables(&|_| None), Some("variable `xs` is not set".into()));
+        let e = Expr::compile("=some x in xs satisfies x > limit", Pos::default()).unwrap();
+        assert_eq!(e.unset_variables(&|_| None), Some("variables `xs` and `limit` are not set".into()));
     }
 }

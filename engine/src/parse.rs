@@ -446,6 +446,10 @@ impl Parser {
             if name == "sequenceFlow" {
                 b.pending_flows.push((child, scope));
             } else if DESCRIPTIVE.contains(&name) {
+            } else if scope.is_some()
+                && matches!(name, "multiInstanceLoopCharacteristics" | "standardLoopCharacteristics")
+            {
+                // The subprocess's own loop, read by `node_details` with the subprocess.
             } else if let Some(kind) = self.node_kind(child, defs) {
                 let Some(id) = self.require_id(child) else { continue };
                 let idx = b.process.nodes.len() as NodeIdx;

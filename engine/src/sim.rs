@@ -251,12 +251,25 @@ impl Simulation<'_> {
         Ok(())
     }
 
-    /// Runs the commands that effects queued (job answers, child outcomes), in order.
+    /// Runs the commands that effects queued (job answers, child outcomes), in order; then
+    /// fires the timers that are already due (a `timeDate` in the past, a zero duration) at the
+    /// current virtual time, as a driver's scheduler would at once, not at the next step.
     fn drain(&mut self) -> Result<(), SimError> {
-        while let Some((id, cmd)) = self.pending.pop_front() {
-            self.command(&id, cmd)?;
+        loop {
+            while let Some((id, cmd)) = self.pending.pop_front() {
+                self.command(&id, cmd)?;
+            }
+            self.timers.sort();
+            match self.timers.first() {
+                Some((due, ..)) if *due <= self.now => {
+                    let (_, id, key) = self.timers.remove(0);
+                    if self.instances.get(&id).is_some_and(|l| l.state.status == Status::Active) {
+                        self.command(&id, Command::FireTimer { timer: key })?;
+                    }
+                }
+                _ => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Records a transition's events in the trace and plays its effects.
@@ -429,9 +442,12 @@ impl Simulation<'_> {
                 put("element", json!(el(node)));
                 put("due", json!(self.fmt_ts(*due)));
             }
-            Event::TimerFired { node, .. } => {
+            Event::TimerFired { node, missed, .. } => {
                 put("event", json!("timer_fired"));
                 put("element", json!(el(node)));
+                if *missed > 0 {
+                    put("missed", json!(missed));
+                }
             }
             Event::TimerCancelled { node, .. } => {
                 put("event", json!("timer_cancelled"));
@@ -448,6 +464,10 @@ impl Simulation<'_> {
                 put("element", json!(el(node)));
                 put("message", json!(name));
                 put("correlation_key", json!(correlation_key));
+            }
+            Event::SubscriptionClosed { node, .. } => {
+                put("event", json!("message_subscription_closed"));
+                put("element", json!(el(node)));
             }
             Event::ChildStarted { node, process, .. } => {
                 put("event", json!("child_started"));
@@ -466,7 +486,7 @@ impl Simulation<'_> {
                 put("message", json!(message));
             }
             Event::IncidentResolved { .. } => put("event", json!("incident_resolved")),
-            Event::SlaExtended { deadline, reason } => {
+            Event::SlaExtended { deadline, reason, .. } => {
                 put("event", json!("sla_extended"));
                 put("deadline", json!(self.fmt_ts(*deadline)));
                 put("reason", json!(reason));
@@ -475,7 +495,7 @@ impl Simulation<'_> {
                 put("event", json!("sla_paused"));
                 put("reason", json!(reason));
             }
-            Event::SlaResumed { deadline } => {
+            Event::SlaResumed { deadline, .. } => {
                 put("event", json!("sla_resumed"));
                 put("deadline", json!(self.fmt_ts(*deadline)));
             }
@@ -492,8 +512,7 @@ impl Simulation<'_> {
             | Event::JoinFired { .. }
             | Event::VariablesSet { .. }
             | Event::MultiInstanceStarted { .. }
-            | Event::MultiInstanceProgress { .. }
-            | Event::SubscriptionClosed { .. } => return None,
+            | Event::MultiInstanceProgress { .. } => return None,
         }
         if id != "1" {
             line.insert("instance".into(), json!(id));

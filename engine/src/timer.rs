@@ -368,9 +368,38 @@ pub enum Cycle {
     /// without one, each firing is one interval after the previous one.
     Repeat { repetitions: Option<u32>, start: Option<DateTime<FixedOffset>>, interval: IsoDuration },
     /// A cron expression, kept in the `source` form the model had, evaluated in the
-    /// definition's time zone.
-    Cron { source: String, schedule: Box<cron::Schedule> },
+    /// definition's time zone. `last_days`, when set, holds the days of month the `cron`
+    /// crate cannot express (`L`, `L-n`): `schedule` then matches a superset of days and the
+    /// occurrences are filtered.
+    Cron { source: String, schedule: Box<cron::Schedule>, last_days: Option<Box<DaysOfMonth>> },
 }
+
+/// A day-of-month field with `L` (the last day) or `L-n` (n days before it) in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaysOfMonth {
+    /// Days given by number, ranges or steps.
+    days: Vec<u32>,
+    /// `L` is 0, `L-3` is 3.
+    from_end: Vec<u32>,
+}
+
+impl DaysOfMonth {
+    fn matches(&self, date: chrono::NaiveDate) -> bool {
+        use chrono::Datelike;
+        let last = last_day_of_month(date);
+        self.days.contains(&date.day()) || self.from_end.iter().any(|n| last.checked_sub(*n) == Some(date.day()))
+    }
+}
+
+fn last_day_of_month(date: chrono::NaiveDate) -> u32 {
+    use chrono::Datelike;
+    let first = date.with_day(1).expect("day 1 exists");
+    first.checked_add_months(Months::new(1)).and_then(|next| next.pred_opt()).map_or(31, |d| d.day())
+}
+
+/// How many missed occurrences of a late cycle are counted at most (a cycle of seconds left
+/// for a year would otherwise take long to count).
+pub const MISSED_COUNT_LIMIT: u32 = 100_000;
 
 impl Cycle {
     /// The next firing strictly after `after`, or `None` when the cycle is exhausted.
@@ -391,8 +420,81 @@ impl Cycle {
                     Some(start) => next_occurrence(start.with_timezone(&tz), interval, *repetitions, after),
                 }
             }
-            Cycle::Cron { schedule, .. } => {
-                schedule.after(&after.with_timezone(&tz)).next().map(|t| t.with_timezone(&Utc))
+            Cycle::Cron { schedule, last_days, .. } => {
+                let mut from = after.with_timezone(&tz);
+                loop {
+                    let next = schedule.after(&from).next()?;
+                    match last_days {
+                        Some(days) if !days.matches(next.date_naive()) => {
+                            // Not one of the days: go on from the end of that day.
+                            let end_of_day = next.date_naive().and_hms_opt(23, 59, 59).expect("valid time");
+                            from = resolve_local(&tz, end_of_day).filter(|t| *t > next).unwrap_or(next);
+                        }
+                        _ => return Some(next.with_timezone(&Utc)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next firing after the occurrence due at `due` fired at `now`, which may be long
+    /// after it (the engine was down): the misfire policy of DESIGN §4. The cycle fires once for
+    /// all the occurrences it missed and goes on with its first occurrence strictly after `now`;
+    /// the occurrences in between are skipped and counted (up to [`MISSED_COUNT_LIMIT`]). They
+    /// count as used up: an `Rn/` cycle does not make them up later.
+    ///
+    /// `fired_so_far` includes the firing at `due`. Returns the next firing (`None` when the
+    /// cycle is exhausted) and how many occurrences were missed. When the firing is on time
+    /// (the next occurrence is after `now`), this is [`Cycle::next_after`]`(due, …)` and 0.
+    pub fn next_after_late(
+        &self,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        fired_so_far: u32,
+        tz: chrono_tz::Tz,
+    ) -> (Option<DateTime<Utc>>, u32) {
+        let on_time = self.next_after(due, fired_so_far, tz);
+        if on_time.is_none_or(|next| next > now) {
+            return (on_time, 0);
+        }
+        match self {
+            Cycle::Repeat { repetitions, start: None, interval } => {
+                // Occurrence k (k ≥ 1) is `due + k × interval`, firing number fired_so_far + k.
+                let anchor = due.with_timezone(&tz);
+                let Some(k) = first_index_after(anchor, interval, now) else { return (None, 0) };
+                let missed = k.saturating_sub(1);
+                match repetitions {
+                    Some(r) if fired_so_far.saturating_add(k) > *r => {
+                        (None, missed.min(r.saturating_sub(fired_so_far)))
+                    }
+                    _ => (occurrence(anchor, interval, k), missed),
+                }
+            }
+            Cycle::Repeat { repetitions, start: Some(start), interval } => {
+                let start = start.with_timezone(&tz);
+                let (Some(after_due), Some(after_now)) =
+                    (first_index_after(start, interval, due), first_index_after(start, interval, now))
+                else {
+                    return (None, 0);
+                };
+                let limit = repetitions.unwrap_or(u32::MAX);
+                let missed = after_now.min(limit).saturating_sub(after_due);
+                let next = if after_now >= limit { None } else { occurrence(start, interval, after_now) };
+                (next, missed)
+            }
+            Cycle::Cron { .. } => {
+                let mut missed = 0;
+                let mut at = due;
+                while missed < MISSED_COUNT_LIMIT {
+                    match self.next_after(at, 0, tz) {
+                        Some(next) if next <= now => {
+                            missed += 1;
+                            at = next;
+                        }
+                        _ => break,
+                    }
+                }
+                (self.next_after(now.max(at), 0, tz), missed)
             }
         }
     }
@@ -406,6 +508,26 @@ impl Cycle {
     }
 }
 
+/// Occurrence `k` of a repeating interval: `start + k × interval`.
+fn occurrence(start: DateTime<chrono_tz::Tz>, interval: &IsoDuration, k: u32) -> Option<DateTime<Utc>> {
+    interval.times(k).and_then(|d| d.add_to(start)).map(|t| t.with_timezone(&Utc))
+}
+
+/// The smallest `k` with `start + k × interval` strictly after `after`.
+fn first_index_after(start: DateTime<chrono_tz::Tz>, interval: &IsoDuration, after: DateTime<Utc>) -> Option<u32> {
+    let elapsed = (after - start.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
+    // Jump close to the answer, then step: a cycle may have started long ago.
+    let mut k =
+        if elapsed <= 0.0 { 0 } else { (elapsed / interval.approx_seconds()).floor().min(f64::from(u32::MAX)) as u32 };
+    while k > 0 && occurrence(start, interval, k - 1)? > after {
+        k -= 1;
+    }
+    while occurrence(start, interval, k)? <= after {
+        k = k.checked_add(1)?;
+    }
+    Some(k)
+}
+
 /// The first occurrence `start + k × interval` (k < repetitions) that is strictly after `after`.
 fn next_occurrence(
     start: DateTime<chrono_tz::Tz>,
@@ -413,21 +535,11 @@ fn next_occurrence(
     repetitions: Option<u32>,
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let occurrence = |k: u32| interval.times(k).and_then(|d| d.add_to(start)).map(|t| t.with_timezone(&Utc));
-    let elapsed = (after - start.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
-    // Jump close to the answer, then step: a cycle may have started long ago.
-    let mut k =
-        if elapsed <= 0.0 { 0 } else { (elapsed / interval.approx_seconds()).floor().min(f64::from(u32::MAX)) as u32 };
-    while k > 0 && occurrence(k - 1)? > after {
-        k -= 1;
-    }
-    while occurrence(k)? <= after {
-        k = k.checked_add(1)?;
-    }
+    let k = first_index_after(start, interval, after)?;
     if repetitions.is_some_and(|r| k >= r) {
         return None;
     }
-    occurrence(k)
+    occurrence(start, interval, k)
 }
 
 /// Parses a `timeCycle`: an ISO 8601 repeating interval (`R5/PT10M`, `R/P1D`,
@@ -482,15 +594,35 @@ fn parse_repeat(s: &str) -> Result<Cycle, String> {
 }
 
 fn parse_cron(s: &str) -> Result<Cycle, String> {
+    let bad = |why: String| format!("'{s}' is not a valid cron expression: {why}");
     let fields: Vec<&str> = s.split_whitespace().collect();
+    let mut last_days = None;
+    let mut has_year = false;
     let normalized = match fields.len() {
-        1 if fields[0].starts_with('@') => fields[0].to_string(),
+        1 if fields[0].starts_with('@') => {
+            let macro_name = fields[0].to_ascii_lowercase();
+            if !["@yearly", "@monthly", "@weekly", "@daily", "@hourly"].contains(&macro_name.as_str()) {
+                return Err(bad(format!("`{}` is not one of @yearly, @monthly, @weekly, @daily, @hourly", fields[0])));
+            }
+            macro_name
+        }
         5..=7 => {
             let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_string()).collect();
             if fields.len() == 5 {
                 fields.insert(0, "0".to_string());
             }
-            fields[5] = day_of_week_names(s, &fields[5])?;
+            check_field(&fields[0], &SECOND).map_err(bad)?;
+            check_field(&fields[1], &MINUTE).map_err(bad)?;
+            check_field(&fields[2], &HOUR).map_err(bad)?;
+            let (day_of_month, days) = days_of_month(&fields[3]).map_err(bad)?;
+            fields[3] = day_of_month;
+            last_days = days;
+            check_field(&fields[4], &MONTH).map_err(bad)?;
+            fields[5] = days_of_week(&fields[5]).map_err(bad)?;
+            if let Some(year) = fields.get(6) {
+                check_field(year, &YEAR).map_err(bad)?;
+                has_year = true;
+            }
             fields.join(" ")
         }
         n => {
@@ -501,41 +633,237 @@ fn parse_cron(s: &str) -> Result<Cycle, String> {
             ));
         }
     };
-    let schedule =
-        normalized.parse::<cron::Schedule>().map_err(|e| format!("'{s}' is not a valid cron expression: {e}"))?;
-    Ok(Cycle::Cron { source: s.to_string(), schedule: Box::new(schedule) })
+    // The checks above should leave nothing for the crate to refuse; if it does, keep its
+    // message to one line.
+    let schedule = normalized.parse::<cron::Schedule>().map_err(|e| {
+        let text = e.to_string();
+        bad(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unreadable").to_string())
+    })?;
+    let cycle = Cycle::Cron { source: s.to_string(), schedule: Box::new(schedule), last_days };
+    check_fires(s, &cycle, has_year)?;
+    Ok(cycle)
 }
 
-/// Rewrites numeric days of the week (Spring/Unix numbering) as names.
-fn day_of_week_names(original: &str, field: &str) -> Result<String, String> {
-    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let name = |item: &str| -> Result<String, String> {
-        if !item.bytes().all(|b| b.is_ascii_digit()) || item.is_empty() {
-            return Ok(item.to_string());
+/// How far ahead a cron expression must have an occurrence, or it is refused as never firing.
+pub const CRON_HORIZON_YEARS: i32 = 5;
+
+/// Refuses a cron expression that never fires, such as `0 0 9 31 2 *` (31 February). Parsing
+/// reads no clock, so an expression without a year must fire within [`CRON_HORIZON_YEARS`]
+/// of a fixed reference (1 January 2024); one with a year must fire at all. The runtime checks
+/// the horizon again from the time the timer is opened.
+fn check_fires(s: &str, cycle: &Cycle, has_year: bool) -> Result<(), String> {
+    let reference = if has_year { utc_date(1970, 1, 1) } else { utc_date(2024, 1, 1) };
+    let horizon = utc_date(2024 + CRON_HORIZON_YEARS, 1, 1);
+    match cycle.next_after(reference, 0, chrono_tz::UTC) {
+        Some(t) if has_year || t < horizon => Ok(()),
+        _ if has_year => Err(format!("'{s}' never fires: no date matches it")),
+        _ => Err(format!(
+            "'{s}' never fires: it has no occurrence in {CRON_HORIZON_YEARS} years \
+             (does the day of the month exist in the months given?)"
+        )),
+    }
+}
+
+fn utc_date(year: i32, month: u32, day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(year, month, day, 0, 0, 0).single().expect("a valid date")
+}
+
+/// One field of a cron expression: what it is called in messages, its range, and the names
+/// it accepts instead of numbers (`names[0]` is `min`).
+struct CronField {
+    what: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+    question_mark: bool,
+}
+
+const SECOND: CronField = CronField { what: "second", min: 0, max: 59, names: &[], question_mark: false };
+const MINUTE: CronField = CronField { what: "minute", min: 0, max: 59, names: &[], question_mark: false };
+const HOUR: CronField = CronField { what: "hour", min: 0, max: 23, names: &[], question_mark: false };
+const DAY_OF_MONTH: CronField = CronField { what: "day of month", min: 1, max: 31, names: &[], question_mark: true };
+const MONTH: CronField = CronField {
+    what: "month",
+    min: 1,
+    max: 12,
+    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    question_mark: false,
+};
+/// Days of the week in Spring's numbering: 0 and 7 are Sunday, 1 is Monday.
+const DAY_OF_WEEK: CronField = CronField {
+    what: "day of week",
+    min: 0,
+    max: 7,
+    names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+    question_mark: true,
+};
+const YEAR: CronField = CronField { what: "year", min: 1970, max: 2100, names: &[], question_mark: false };
+
+impl CronField {
+    fn range_text(&self) -> String {
+        match (self.names.first(), self.names.last()) {
+            (Some(first), Some(last)) => format!("{}-{} or {first}-{last}", self.min, self.max),
+            _ => format!("{}-{}", self.min, self.max),
         }
-        match item.parse::<usize>() {
-            Ok(n) if n < NAMES.len() => Ok(NAMES[n].to_string()),
-            _ => Err(format!(
-                "'{original}': day of week {item} is out of range: use 0-7 (0 and 7 are Sunday) or MON-SUN"
-            )),
+    }
+
+    /// One value of the field: a number in range or a name.
+    fn value(&self, text: &str) -> Result<u32, String> {
+        if text.is_empty() {
+            return Err(format!("a value is missing in the {} field", self.what));
         }
-    };
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return match text.parse::<u32>() {
+                Ok(n) if (self.min..=self.max).contains(&n) => Ok(n),
+                _ => Err(format!("{} {text} is out of range {}", self.what, self.range_text())),
+            };
+        }
+        let upper = text.to_ascii_uppercase();
+        if let Some(i) = self.names.iter().position(|n| *n == upper) {
+            return Ok(self.min + i as u32);
+        }
+        Err(format!("`{text}` in the {} field is not a number in {}", self.what, self.range_text()))
+    }
+
+    /// The values one item (`*`, `n`, `a-b`, with an optional `/step`) stands for.
+    fn expand(&self, item: &str) -> Result<Vec<u32>, String> {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => {
+                let step = match step.parse::<u32>() {
+                    Ok(0) => return Err(format!("the step in `{item}` ({}) must be at least 1", self.what)),
+                    Ok(n) if n > self.max => {
+                        return Err(format!("the step in `{item}` ({}) must be at most {}", self.what, self.max));
+                    }
+                    Ok(n) => n,
+                    Err(_) => return Err(format!("the step in `{item}` ({}) is not a whole number", self.what)),
+                };
+                (range, Some(step))
+            }
+            None => (item, None),
+        };
+        let (lo, hi) = match range {
+            "*" => (self.min, self.max),
+            "?" if self.question_mark => (self.min, self.max),
+            "?" => return Err("`?` is allowed only in the day-of-month and day-of-week fields".to_string()),
+            _ => match range.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (self.value(a)?, self.value(b)?);
+                    if a > b {
+                        return Err(format!("the {} range `{range}` runs backwards", self.what));
+                    }
+                    (a, b)
+                }
+                None => {
+                    let a = self.value(range)?;
+                    (a, if step.is_some() { self.max } else { a })
+                }
+            },
+        };
+        Ok((lo..=hi).step_by(step.unwrap_or(1) as usize).collect())
+    }
+}
+
+/// Checks a plain field item by item.
+fn check_field(field: &str, spec: &CronField) -> Result<(), String> {
+    for item in field.split(',') {
+        if item.is_empty() {
+            return Err(format!("the {} field `{field}` has an empty item", spec.what));
+        }
+        spec.expand(item)?;
+    }
+    Ok(())
+}
+
+/// The day-of-month field, with `L` (last day of the month) and `L-n` (n days before it),
+/// which Camunda accepts and the `cron` crate does not: they become the range of days they can
+/// fall on, and the filter that picks the right one.
+fn days_of_month(field: &str) -> Result<(String, Option<Box<DaysOfMonth>>), String> {
+    let mut items = Vec::new();
+    let mut days = Vec::new();
+    let mut from_end = Vec::new();
+    for item in field.split(',') {
+        let upper = item.to_ascii_uppercase();
+        if item.is_empty() {
+            return Err(format!("the day of month field `{field}` has an empty item"));
+        }
+        if upper.contains('W') {
+            return Err(format!("`{item}` (the nearest weekday) in the day of month field is not supported"));
+        }
+        if let Some(rest) = upper.strip_prefix('L') {
+            let n = match rest {
+                "" => 0,
+                _ => match rest.strip_prefix('-').and_then(|n| n.parse::<u32>().ok()) {
+                    Some(n) if (1..=30).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "`{item}` in the day of month field: write L (the last day) or L-n with n from 1 to 30"
+                        ));
+                    }
+                },
+            };
+            from_end.push(n);
+            items.push(format!("{}-{}", 28u32.saturating_sub(n).max(1), 31 - n));
+            continue;
+        }
+        days.extend(DAY_OF_MONTH.expand(item)?);
+        items.push(item.to_string());
+    }
+    if from_end.is_empty() {
+        return Ok((field.to_string(), None));
+    }
+    Ok((items.join(","), Some(Box::new(DaysOfMonth { days, from_end }))))
+}
+
+/// Checks the day-of-week field and rewrites it for the `cron` crate. Numbers are read the
+/// Spring and Unix way (0 or 7 = Sunday, 1 = Monday) and written as names, because the crate
+/// numbers days from Sunday = 1 and `1-5` would otherwise silently mean Sunday to Thursday; a
+/// range ending on Sunday (`5-7`, `FRI-SUN`) is split in two, as Sunday comes first for it.
+fn days_of_week(field: &str) -> Result<String, String> {
+    let names = DAY_OF_WEEK.names;
     let mut items = Vec::new();
     for item in field.split(',') {
+        if item.is_empty() {
+            return Err(format!("the day of week field `{field}` has an empty item"));
+        }
+        let upper = item.to_ascii_uppercase();
+        if upper.contains(['L', '#']) {
+            return Err(format!(
+                "`{item}` (a last or n-th weekday of the month) in the day of week field is not supported"
+            ));
+        }
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => (range, Some(step)),
             None => (item, None),
         };
-        let rewritten = match range.split_once('-') {
-            // `n-7` ends on Sunday, which the `cron` crate numbers first: split it in two.
-            Some((from, "7")) if from != "0" && from != "7" && step.is_none() => {
-                format!("{}-SAT,SUN", name(from)?)
-            }
-            Some((_, "7")) if step.is_some() => {
-                return Err(format!("'{original}': write a stepped day-of-week range ending on Sunday with names"));
-            }
-            Some((from, to)) => format!("{}-{}", name(from)?, name(to)?),
-            None => name(range)?,
+        if let Some(step) = step {
+            // Only the step is checked here; the range is read below.
+            DAY_OF_WEEK.expand(&format!("*/{step}"))?;
+        }
+        let rewritten = match range {
+            "*" | "?" => range.to_string(),
+            _ => match range.split_once('-') {
+                Some((from, to)) => {
+                    let a = DAY_OF_WEEK.value(from)?;
+                    // Sunday ends a range as day 7, after Saturday (`FRI-SUN`, `5-0`).
+                    let b = match DAY_OF_WEEK.value(to)? {
+                        0 => 7,
+                        b => b,
+                    };
+                    match (a, b) {
+                        (7, 7) => "SUN".to_string(),
+                        (a, b) if a > b => {
+                            return Err(format!("the day of week range `{range}` runs backwards"));
+                        }
+                        (0, 7) => "SUN-SAT".to_string(),
+                        (a, 7) if step.is_none() => format!("{}-SAT,SUN", names[a as usize]),
+                        (_, 7) => {
+                            return Err(format!("write the stepped range `{item}` ending on Sunday as a list"));
+                        }
+                        (a, b) => format!("{}-{}", names[a as usize], names[b as usize]),
+                    }
+                }
+                None => names[DAY_OF_WEEK.value(range)? as usize % 7].to_string(),
+            },
         };
         items.push(match step {
             Some(step) => format!("{rewritten}/{step}"),
@@ -817,14 +1145,167 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_cron_with_the_cron_error() {
-        let err = parse_cycle("0 0 9 * * MON-FRY").unwrap_err();
-        assert!(err.contains("not a valid cron expression"), "{err}");
-        assert!(err.contains("FRY"), "{err}");
-        assert!(parse_cycle("0 0 25 * * *").unwrap_err().contains("not a valid cron expression"));
-        assert!(parse_cycle("* *").unwrap_err().contains("6 fields"));
+    fn rejects_bad_cron_with_one_line_messages_and_true_ranges() {
+        let err = |expr: &str| parse_cycle(expr).unwrap_err();
+        assert_eq!(
+            err("0 0 9 * * MON-FRY"),
+            "'0 0 9 * * MON-FRY' is not a valid cron expression: `FRY` in the day of week field is not a number \
+             in 0-7 or SUN-SAT"
+        );
+        assert_eq!(err("0 0 24 * * *"), "'0 0 24 * * *' is not a valid cron expression: hour 24 is out of range 0-23");
+        assert_eq!(
+            err("0 0 9 1 13 *"),
+            "'0 0 9 1 13 *' is not a valid cron expression: month 13 is out of range 1-12 or JAN-DEC"
+        );
+        assert_eq!(
+            err("60 0 9 * * *"),
+            "'60 0 9 * * *' is not a valid cron expression: second 60 is out of range 0-59"
+        );
+        assert_eq!(
+            err("0 60 9 * * *"),
+            "'0 60 9 * * *' is not a valid cron expression: minute 60 is out of range 0-59"
+        );
+        assert_eq!(
+            err("0 0 9 32 * *"),
+            "'0 0 9 32 * *' is not a valid cron expression: day of month 32 is out of range 1-31"
+        );
+        assert_eq!(
+            err("0 0 9 0 * *"),
+            "'0 0 9 0 * *' is not a valid cron expression: day of month 0 is out of range 1-31"
+        );
+        assert_eq!(
+            err("0 0 9 * * 8"),
+            "'0 0 9 * * 8' is not a valid cron expression: day of week 8 is out of range 0-7 or SUN-SAT"
+        );
+        assert_eq!(
+            err("0 0 18-9 * * *"),
+            "'0 0 18-9 * * *' is not a valid cron expression: the hour range `18-9` runs backwards"
+        );
+        assert_eq!(
+            err("0 */0 * * * *"),
+            "'0 */0 * * * *' is not a valid cron expression: the step in `*/0` (minute) must be at least 1"
+        );
+        assert_eq!(
+            err("0 0 9 15W * *"),
+            "'0 0 9 15W * *' is not a valid cron expression: `15W` (the nearest weekday) in the day of month field is not supported"
+        );
+        assert!(
+            err("0 0 9 ? * FRI#3")
+                .contains("`FRI#3` (a last or n-th weekday of the month) in the day of week field is not supported")
+        );
+        assert!(err("0 0 9 ? * 5L").contains("not supported"));
+        assert!(err("0 0 9 L-31 * *").contains("L-n with n from 1 to 30"));
+        assert!(err("0 0 9 * * * 1969").contains("year 1969 is out of range 1970-2100"));
+        assert!(err("0 */75 * * * *").ends_with("the step in `*/75` (minute) must be at most 59"));
+        assert!(err("0 0 9 * * */8").ends_with("the step in `*/8` (day of week) must be at most 7"));
+        assert!(err("0 ? 9 * * *").contains("`?` is allowed only in the day-of-month and day-of-week fields"));
+        assert!(err("@fortnightly").contains("is not one of @yearly"));
+        assert!(err("* *").contains("6 fields"));
         assert!(parse_cycle("every day").is_err());
-        assert!(parse_cycle("0 0 9 * * 8").unwrap_err().contains("out of range"));
+        for expr in ["0 0 24 * * *", "0 0 9 1 13 *", "0 0 9 * * MON-FRY", "0 0 9 31 2 *", "0 0 9 30 2 *"] {
+            assert!(!err(expr).contains('\n'), "{expr}: {}", err(expr));
+        }
+    }
+
+    #[test]
+    fn cron_that_never_fires_is_refused() {
+        assert_eq!(
+            parse_cycle("0 0 9 31 2 *").unwrap_err(),
+            "'0 0 9 31 2 *' never fires: it has no occurrence in 5 years (does the day of the month exist in the \
+             months given?)"
+        );
+        assert!(parse_cycle("0 0 9 30 2 ?").unwrap_err().contains("never fires"));
+        assert!(parse_cycle("0 0 9 31 4,6,9,11 *").unwrap_err().contains("never fires"));
+        assert_eq!(
+            parse_cycle("0 0 9 31 2 * 2027").unwrap_err(),
+            "'0 0 9 31 2 * 2027' never fires: no date matches it"
+        );
+        // 29 February fires in leap years; 31 in a list with other days fires on those.
+        assert!(parse_cycle("0 0 9 29 2 *").is_ok());
+        assert!(parse_cycle("0 0 9 30,31 2,3 *").is_ok());
+        assert!(parse_cycle("0 0 9 1 1 ? 2027").is_ok());
+    }
+
+    #[test]
+    fn cron_last_day_of_month() {
+        let cycle = parse_cycle("0 0 9 L * *").unwrap();
+        let next = |after: &str| cycle.next_after(utc(after), 0, ASTRAKHAN).unwrap();
+        assert_eq!(next("2027-01-15T00:00:00Z"), utc("2027-01-31T05:00:00Z"));
+        assert_eq!(next("2027-01-31T05:00:00Z"), utc("2027-02-28T05:00:00Z"));
+        assert_eq!(next("2028-02-01T00:00:00Z"), utc("2028-02-29T05:00:00Z"));
+        assert_eq!(next("2027-04-01T00:00:00Z"), utc("2027-04-30T05:00:00Z"));
+        // Three days before the end, and a list mixing days with L.
+        let before_end = parse_cycle("0 0 9 L-3 * *").unwrap();
+        assert_eq!(
+            before_end.next_after(utc("2027-02-01T00:00:00Z"), 0, ASTRAKHAN).unwrap(),
+            utc("2027-02-25T05:00:00Z")
+        );
+        let mid_and_end = parse_cycle("0 0 9 15,L * *").unwrap();
+        let first = mid_and_end.next_after(utc("2027-06-01T00:00:00Z"), 0, ASTRAKHAN).unwrap();
+        assert_eq!(first, utc("2027-06-15T05:00:00Z"));
+        assert_eq!(mid_and_end.next_after(first, 1, ASTRAKHAN).unwrap(), utc("2027-06-30T05:00:00Z"));
+        // The last working Friday style: the last day that is also a weekday.
+        let quarterly = parse_cycle("0 0 9 L 3,6,9,12 *").unwrap();
+        assert_eq!(
+            quarterly.next_after(utc("2027-01-01T00:00:00Z"), 0, ASTRAKHAN).unwrap(),
+            utc("2027-03-31T05:00:00Z")
+        );
+        assert!(parse_cycle("0 0 9 l * *").is_ok());
+    }
+
+    #[test]
+    fn days_of_week_ranges_ending_on_sunday() {
+        let after = utc("2026-12-25T10:00:00Z"); // Friday, 14:00 in Astrakhan
+        let next = |expr: &str| parse_cycle(expr).unwrap().next_after(after, 0, ASTRAKHAN).unwrap();
+        let saturday = utc("2026-12-26T05:00:00Z");
+        assert_eq!(next("0 0 9 * * FRI-SUN"), saturday);
+        assert_eq!(next("0 0 9 * * 6-0"), saturday);
+        assert_eq!(next("0 0 9 * * SUN"), utc("2026-12-27T05:00:00Z"));
+        assert_eq!(next("0 0 9 * * 0-7"), saturday);
+        assert!(parse_cycle("0 0 9 * * TUE-MON").unwrap_err().contains("runs backwards"));
+    }
+
+    #[test]
+    fn late_cycles_fire_once_and_skip_to_after_now() {
+        let t = |s: &str| utc(s);
+        // Hourly without a start: due 10:00, fired at 13:30 after downtime: 11:00, 12:00 and
+        // 13:00 were missed; the next is 14:00, on the cycle's grid.
+        let hourly = parse_cycle("R/PT1H").unwrap();
+        assert_eq!(
+            hourly.next_after_late(t("2026-12-28T10:00:00Z"), t("2026-12-28T13:30:00Z"), 1, ASTRAKHAN),
+            (Some(t("2026-12-28T14:00:00Z")), 3)
+        );
+        // On time, or late by less than one interval: nothing missed, the next after the due time.
+        assert_eq!(
+            hourly.next_after_late(t("2026-12-28T10:00:00Z"), t("2026-12-28T10:59:00Z"), 1, ASTRAKHAN),
+            (Some(t("2026-12-28T11:00:00Z")), 0)
+        );
+        // Missed occurrences use up an Rn cycle: R5, the first due 10:00 fired at 12:30: the
+        // 2nd and 3rd were missed, the 4th is at 13:00.
+        let five = parse_cycle("R5/PT1H").unwrap();
+        assert_eq!(
+            five.next_after_late(t("2026-12-28T10:00:00Z"), t("2026-12-28T12:30:00Z"), 1, ASTRAKHAN),
+            (Some(t("2026-12-28T13:00:00Z")), 2)
+        );
+        assert_eq!(five.next_after_late(t("2026-12-28T10:00:00Z"), t("2026-12-29T10:00:00Z"), 1, ASTRAKHAN), (None, 4));
+        // With a start: occurrences stay on the start's grid.
+        let daily = parse_cycle("R/2026-12-01T09:00:00+04:00/P1D").unwrap();
+        assert_eq!(
+            daily.next_after_late(t("2026-12-10T05:00:00Z"), t("2026-12-14T06:00:00Z"), 10, ASTRAKHAN),
+            (Some(t("2026-12-15T05:00:00Z")), 4)
+        );
+        let three = parse_cycle("R3/2026-12-01T09:00:00+04:00/P1D").unwrap();
+        assert_eq!(
+            three.next_after_late(t("2026-12-01T05:00:00Z"), t("2026-12-14T06:00:00Z"), 1, ASTRAKHAN),
+            (None, 2)
+        );
+        // Cron: weekdays at 09:00; due Thursday 24.12, fired Monday 28.12 at 10:00 (Astrakhan):
+        // Friday 25.12 and Monday 28.12 09:00 were missed; the next is Tuesday 29.12.
+        let weekdays = parse_cycle("0 0 9 * * MON-FRI").unwrap();
+        assert_eq!(
+            weekdays.next_after_late(t("2026-12-24T05:00:00Z"), t("2026-12-28T06:00:00Z"), 1, ASTRAKHAN),
+            (Some(t("2026-12-29T05:00:00Z")), 2)
+        );
     }
 
     #[test]

@@ -685,12 +685,22 @@ async fn bad_input(db: TestDb) {
     .await
     .problem(400, "/problems/bad-request");
 
-    // A request over the time limit is answered 503 with a problem document.
-    let limits = http::Limits { request_timeout: std::time::Duration::ZERO, ..http::Limits::default() };
+    app.finish().await;
+}
+
+/// A request over the time limit is answered 503 with a problem document: here its body never
+/// finishes arriving.
+async fn slow_requests_time_out(db: TestDb) {
+    let app = App::new(db).await;
+    let limits = http::Limits { request_timeout: std::time::Duration::from_millis(200), ..http::Limits::default() };
     let impatient = http::router(AppState::new(app.rt.clone(), "http://reglament.test").with_limits(limits));
-    let req =
-        Request::get("/api/tasks").header("authorization", format!("Bearer {}", app.reviewer)).body(Body::empty());
-    let response = impatient.oneshot(req.unwrap()).await.unwrap();
+    let (_sender, never) = http_body_util::Channel::<Bytes, std::convert::Infallible>::new(1);
+    let req = Request::post("/api/process-instances")
+        .header("authorization", format!("Bearer {}", app.reviewer))
+        .header("content-type", "application/json")
+        .body(Body::new(never))
+        .unwrap();
+    let response = impatient.oneshot(req).await.unwrap();
     let (parts, body) = response.into_parts();
     let slow = Resp { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() };
     slow.problem(503, "/problems/timeout");
@@ -1014,5 +1024,6 @@ on_sqlite!(
     openapi_document,
     users_command,
     history_matches_the_simulator,
+    slow_requests_time_out,
 );
 on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination);

@@ -51,7 +51,7 @@ pub fn render(instance: &str, def: &ProcessDef, event: &Event, at: Ts, final_var
             put("event", json!("element_terminated"));
             put("element", json!(el(node)));
         }
-        Event::TaskCreated { key, node, task } => {
+        Event::TaskCreated { key, node, task, .. } => {
             put("event", json!("task_created"));
             put("element", json!(el(node)));
             put("task", json!(task_id(instance, *key)));
@@ -108,7 +108,7 @@ pub fn render(instance: &str, def: &ProcessDef, event: &Event, at: Ts, final_var
             put("element", json!(el(node)));
             put("process", json!(process));
         }
-        Event::ErrorThrown { node, code, caught_by } => {
+        Event::ErrorThrown { node, code, caught_by, .. } => {
             put("event", json!("error_thrown"));
             put("element", json!(el(node)));
             put("code", json!(code));
@@ -120,16 +120,16 @@ pub fn render(instance: &str, def: &ProcessDef, event: &Event, at: Ts, final_var
             put("message", json!(message));
         }
         Event::IncidentResolved { .. } => put("event", json!("incident_resolved")),
-        Event::SlaExtended { deadline, reason } => {
+        Event::SlaExtended { deadline, reason, .. } => {
             put("event", json!("sla_extended"));
             put("deadline", json!(fmt_ts(*deadline, tz)));
             put("reason", json!(reason));
         }
-        Event::SlaPaused { reason } => {
+        Event::SlaPaused { reason, .. } => {
             put("event", json!("sla_paused"));
             put("reason", json!(reason));
         }
-        Event::SlaResumed { deadline } => {
+        Event::SlaResumed { deadline, .. } => {
             put("event", json!("sla_resumed"));
             put("deadline", json!(fmt_ts(*deadline, tz)));
         }
@@ -137,7 +137,7 @@ pub fn render(instance: &str, def: &ProcessDef, event: &Event, at: Ts, final_var
             put("event", json!("instance_completed"));
             put("variables", Json::Object(final_vars.clone()));
         }
-        Event::InstanceCancelled { reason } => {
+        Event::InstanceCancelled { reason, .. } => {
             put("event", json!("instance_cancelled"));
             put("reason", json!(reason));
         }

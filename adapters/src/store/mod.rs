@@ -950,6 +950,37 @@ impl Tx {
         Ok(None)
     }
 
+    /// The latest deployed version of a definition key.
+    pub async fn latest_version(&mut self, key: &str) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = on!(self, |c| sqlx::query_as("SELECT MAX(version) FROM definitions WHERE key = $1")
+            .bind(key)
+            .fetch_one(c)
+            .await?);
+        Ok(row.0)
+    }
+
+    /// Several instances at once (missing ids are simply absent).
+    pub async fn instances(&mut self, ids: &[&str]) -> Result<Vec<InstanceRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let numbered = matches!(self, Tx::Postgres(_));
+            let placeholders: Vec<String> =
+                (1..=chunk.len()).map(|i| if numbered { format!("${i}") } else { "?".to_string() }).collect();
+            let sql = INSTANCE_SELECT.replace("WHERE id = $1", &format!("WHERE id IN ({})", placeholders.join(", ")));
+            let rows: Vec<InstanceTuple> = on!(self, |c| {
+                let mut q = sqlx::query_as(&sql);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(c).await?
+            });
+            for row in rows {
+                out.push(InstanceRow::from_tuple(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The latest version of a definition, with its XML.
     pub async fn latest_definition(&mut self, key: &str) -> Result<Option<(i64, String, String)>> {
         let row: Option<(i64, String, String)> = on!(self, |c| sqlx::query_as(

@@ -241,7 +241,8 @@ impl Tx {
     async fn insert(&mut self, table: &str, columns: &str, width: usize, rows: &[Vec<Val>], tail: &str) -> Result<u64> {
         let mut total = 0;
         for chunk in rows.chunks((MAX_PARAMS / width).max(1)) {
-            let sql = format!("INSERT INTO {table} ({columns}) {}{tail}", values_clause(chunk.len(), width));
+            let sql =
+                format!("INSERT INTO {table} ({columns}) {}{tail}", values_clause(chunk.len(), width, self.numbered()));
             total += self.bind_all(&sql, chunk).await?;
         }
         Ok(total)
@@ -252,10 +253,16 @@ impl Tx {
         let Some(width) = rows.first().map(Vec::len) else { return Ok(0) };
         let mut total = 0;
         for chunk in rows.chunks((MAX_PARAMS / width).max(1)) {
-            let sql = format!("{head}{}{tail}", values_clause(chunk.len(), width));
+            let sql = format!("{head}{}{tail}", values_clause(chunk.len(), width, self.numbered()));
             total += self.bind_all(&sql, chunk).await?;
         }
         Ok(total)
+    }
+
+    /// PostgreSQL needs numbered parameters (`$1`); SQLite gets plain `?`, because sqlx looks
+    /// numbered SQLite parameters up by name, which is quadratic in their count.
+    fn numbered(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
     }
 
     async fn bind_all(&mut self, sql: &str, rows: &[Vec<Val>]) -> Result<u64> {
@@ -276,8 +283,8 @@ impl Tx {
     }
 }
 
-/// `VALUES ($1, $2), ($3, $4)` for `rows` rows of `width` columns.
-fn values_clause(rows: usize, width: usize) -> String {
+/// `VALUES ($1, $2), ($3, $4)` (or with `?`) for `rows` rows of `width` columns.
+fn values_clause(rows: usize, width: usize, numbered: bool) -> String {
     let mut sql = String::with_capacity(rows * width * 5 + 8);
     sql.push_str("VALUES ");
     let mut n = 0;
@@ -291,8 +298,12 @@ fn values_clause(rows: usize, width: usize) -> String {
                 sql.push_str(", ");
             }
             n += 1;
-            sql.push('$');
-            sql.push_str(&n.to_string());
+            if numbered {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
         }
         sql.push(')');
     }
@@ -303,6 +314,7 @@ fn values_clause(rows: usize, width: usize) -> String {
 mod tests {
     #[test]
     fn values_clause_numbers_parameters_in_order() {
-        assert_eq!(super::values_clause(2, 3), "VALUES ($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::values_clause(2, 3, true), "VALUES ($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::values_clause(1, 2, false), "VALUES (?, ?)");
     }
 }

@@ -12,6 +12,7 @@ use super::*;
 use crate::feel::{Expr, Vars};
 use crate::model::*;
 use crate::timer::TimerSpec;
+use chrono::NaiveDate;
 
 /// Starts a new instance.
 pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<(Instance, Transition), Rejection> {
@@ -32,12 +33,14 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
         // Visible to the SLA's date expression; emitted as an event just below.
         x.st.scopes.push((ROOT, cmd.variables.clone()));
     }
-    let deadline = match &p.settings.sla {
-        Some(sla) => Some(
-            x.deadline(sla, ROOT)
-                .map_err(|Failure(e)| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?,
-        ),
-        None => None,
+    let (deadline, last_day) = match &p.settings.sla {
+        Some(sla) => {
+            let (deadline, last_day) = x
+                .deadline_detail(sla, ROOT)
+                .map_err(|Failure(e)| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?;
+            (Some(deadline), last_day)
+        }
+        None => (None, None),
     };
     x.st.scopes.clear();
     x.emit(Event::InstanceStarted {
@@ -46,11 +49,14 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
         business_key: cmd.business_key,
         parent: cmd.parent,
         deadline,
+        last_day,
     });
     if !cmd.variables.is_empty() {
         x.emit(Event::VariablesSet { scope: ROOT, variables: cmd.variables });
     }
-    x.open_event_subprocesses(ROOT);
+    if let Err(Failure(message)) = x.open_event_subprocesses(ROOT) {
+        x.incident(ROOT, Retry::Activate, message);
+    }
     x.queue.push_back(Step::Activate { node: start_node, scope: ROOT, flow: None });
     x.run();
     Ok(x.finish())
@@ -130,33 +136,49 @@ impl<'a> Exec<'a> {
         crate::feel::Clock { now: self.now, tz: self.def.tz }
     }
 
-    /// The instant a deadline falls at, counted from now.
-    fn deadline(&self, deadline: &Deadline, scope: Key) -> Result<Ts, Failure> {
+    /// The instant a deadline falls at, counted from now, and for a term in calendar days (or a
+    /// date) its last day before the legal move to a working day.
+    fn deadline_detail(&self, deadline: &Deadline, scope: Key) -> Result<(Ts, Option<NaiveDate>), Failure> {
         match deadline {
-            Deadline::Term(term) => compute_term(term, self.now, self.def.tz, self.env, &self.def.calendar)
-                .map_err(|e| Failure(format!("the deadline cannot be computed: {e}"))),
+            Deadline::Term(term) => {
+                let at = compute_term(term, self.now, self.def.tz, self.env, &self.def.calendar)
+                    .map_err(|e| Failure(e.to_string()))?;
+                Ok((at, terms::term_last_day(term, self.now, self.def.tz)))
+            }
             Deadline::Date { expr, calendar, .. } => {
                 let value = self.eval(expr, scope)?;
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| Failure(format!("`{}` gave {value}, expected a date", expr.source())))?;
-                if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                let text = match &value {
+                    Json::String(text) => text.as_str(),
+                    Json::Null => return Err(Failure(expr.null_message(&self.lookup_fn(scope)))),
+                    other => return Err(Failure(format!("`{}` gave {other}, expected a date", expr.source()))),
+                };
+                if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
                     let name = calendar.as_deref().unwrap_or(&self.def.calendar);
-                    let cal = self
-                        .env
-                        .calendars
-                        .get(name)
-                        .ok_or_else(|| Failure(format!("calendar `{name}` is not loaded")))?;
-                    return cal
+                    let at = self
+                        .calendar(name)?
                         .on_or_next_working_day_close(date, self.def.tz)
-                        .map(|t| t.to_utc())
-                        .map_err(|e| Failure(e.to_string()));
+                        .map_err(|e| Failure(e.to_string()))?;
+                    return Ok((at.to_utc(), Some(date)));
                 }
-                crate::timer::parse_date_time(text)
-                    .map(|t| t.to_utc())
-                    .map_err(|e| Failure(format!("`{}` gave `{text}`: {e}", expr.source())))
+                let at = crate::timer::parse_date_time(text)
+                    .map_err(|e| Failure(format!("`{}` gave `{text}`: {e}", expr.source())))?;
+                Ok((at.to_utc(), None))
             }
         }
+    }
+
+    /// The instant a task's deadline falls at, counted from now.
+    fn deadline(&self, deadline: &Deadline, scope: Key) -> Result<Ts, Failure> {
+        self.deadline_detail(deadline, scope)
+            .map(|(at, _)| at)
+            .map_err(|Failure(e)| Failure(format!("the deadline cannot be computed: {e}")))
+    }
+
+    fn calendar(&self, name: &str) -> Result<&'a crate::calendar::WorkCalendar, Failure> {
+        self.env
+            .calendars
+            .get(name)
+            .ok_or_else(|| Failure(terms::TermError::UnknownCalendar(name.to_string()).to_string()))
     }
 
     fn node(&self, n: NodeIdx) -> &'a Node {
@@ -206,8 +228,13 @@ impl<'a> Exec<'a> {
                         name: name.clone(),
                         correlation_key: correlation_key.clone(),
                     })?;
-                self.emit(Event::MessageCorrelated { key: sub.key, node: sub.node, name, correlation_key });
-                self.event_happened(sub.node, sub.owner, Some(variables));
+                self.emit(Event::MessageCorrelated {
+                    key: sub.key,
+                    node: sub.node,
+                    name: name.clone(),
+                    correlation_key: correlation_key.clone(),
+                });
+                self.event_happened(sub.node, sub.owner, Some(variables), Some((name, correlation_key)));
             }
             Command::ChildCompleted { call, variables } => {
                 let ei =
@@ -240,13 +267,19 @@ impl<'a> Exec<'a> {
                     self.set_propagated(scope, variables);
                 }
                 self.emit(Event::IncidentResolved { key: incident });
-                if let Some(ei) = self.st.ei(inc.element).cloned() {
-                    let mi_body = self.node(ei.node).multi_instance.is_some() && !self.is_mi_inner(ei.key);
+                if let Retry::Reschedule { fired, after } = inc.retry {
+                    self.reschedule_cycle(inc.node, inc.element, fired, after);
+                } else if inc.element == ROOT && inc.retry == Retry::Activate {
+                    // The instance's event subprocesses could not be opened at its start.
+                    if let Err(Failure(message)) = self.open_event_subprocesses(ROOT) {
+                        self.incident(ROOT, Retry::Activate, message);
+                    }
+                } else if let Some(ei) = self.st.ei(inc.element).cloned() {
                     match inc.retry {
-                        // A multi-instance body's activation reads its input collection.
-                        Retry::Activate if mi_body => self.start_multi_instance(ei.key),
-                        Retry::Activate => self.activate_element(ei.key),
+                        Retry::Activate => self.activate(ei.key, false),
+                        Retry::Boundaries => self.activate(ei.key, true),
                         Retry::Complete => self.leave(ei.key, None),
+                        Retry::Reschedule { .. } => {}
                     }
                 }
             }
@@ -260,9 +293,8 @@ impl<'a> Exec<'a> {
             }
             Command::ExtendSla { by, reason } => {
                 let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
-                let deadline = compute_term(&by, sla.deadline, self.def.tz, self.env, &self.def.calendar)
-                    .map_err(|e| Rejection::Invalid(e.to_string()))?;
-                self.emit(Event::SlaExtended { deadline, reason });
+                let (deadline, last_day) = self.extended_deadline(&sla, &by)?;
+                self.emit(Event::SlaExtended { deadline, reason, last_day });
             }
             Command::PauseSla { reason } => {
                 let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
@@ -275,60 +307,175 @@ impl<'a> Exec<'a> {
                 let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
                 let paused_at =
                     sla.paused_at.ok_or_else(|| Rejection::Invalid("the SLA clock is not paused".into()))?;
-                let deadline = self.shift_deadline(sla.deadline, paused_at)?;
-                self.emit(Event::SlaResumed { deadline });
+                let (deadline, last_day) = self.shift_deadline(&sla, paused_at)?;
+                self.emit(Event::SlaResumed { deadline, last_day });
             }
         }
         Ok(())
     }
 
-    /// Moves an SLA deadline by the time it was paused, in the SLA's own time basis.
-    fn shift_deadline(&self, deadline: Ts, paused_at: Ts) -> Result<Ts, Rejection> {
+    /// The calendar an SLA counts in: its term's, else the definition's.
+    fn sla_calendar(&self) -> &'a str {
+        match &self.p.settings.sla {
+            Some(Deadline::Term(Term { calendar: Some(name), .. }))
+            | Some(Deadline::Date { calendar: Some(name), .. }) => name,
+            _ => &self.def.calendar,
+        }
+    }
+
+    /// The unmoved last day of a day-counted SLA; for states stored before it was kept, the
+    /// day of its deadline.
+    fn sla_last_day(&self, sla: &Sla) -> Option<NaiveDate> {
+        let counts_days = match &self.p.settings.sla {
+            Some(Deadline::Term(term)) => terms::counts_days(&term.duration, term.time),
+            _ => false,
+        };
+        sla.last_day.or_else(|| counts_days.then(|| sla.deadline.with_timezone(&self.def.tz).date_naive()))
+    }
+
+    /// The close of business of `day`, or of the next working day (Civil Code art. 193, 194).
+    fn legal_end(&self, calendar: &str, day: NaiveDate) -> Result<Ts, Rejection> {
+        let cal = self.calendar(calendar).map_err(|Failure(e)| Rejection::Invalid(e))?;
+        cal.on_or_next_working_day_close(day, self.def.tz)
+            .map(|t| t.to_utc())
+            .map_err(|e| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))
+    }
+
+    /// An SLA deadline extended by `by`. A term in calendar days is added to the term's own
+    /// last day, not to the deadline already moved off a day off, and the result moved again
+    /// as the law says: 8-FZ's "no more than 15 days past the 30-day term" ends 45 days after
+    /// registration, whatever holiday the 30th day fell on. Other extensions count from the
+    /// deadline.
+    fn extended_deadline(&self, sla: &Sla, by: &Term) -> Result<(Ts, Option<NaiveDate>), Rejection> {
+        if terms::counts_days(&by.duration, by.time)
+            && let Some(last_day) = self.sla_last_day(sla)
+        {
+            let day = terms::add_date(last_day, &by.duration)
+                .ok_or_else(|| Rejection::Invalid(format!("{} overflows the date range", by.duration)))?;
+            let calendar = by.calendar.as_deref().unwrap_or(self.sla_calendar());
+            return Ok((self.legal_end(calendar, day)?, Some(day)));
+        }
+        let deadline = compute_term(by, sla.deadline, self.def.tz, self.env, self.sla_calendar())
+            .map_err(|e| Rejection::Invalid(format!("the SLA deadline cannot be computed: {e}")))?;
+        Ok((deadline, None))
+    }
+
+    /// Moves an SLA deadline by the time it was paused, in the SLA's own time basis: working
+    /// time by the working minutes paused; a term in calendar days by the calendar days paused,
+    /// counted on its last day and moved off a day off again (Civil Code art. 193); clock time
+    /// by the time elapsed.
+    fn shift_deadline(&self, sla: &Sla, paused_at: Ts) -> Result<(Ts, Option<NaiveDate>), Rejection> {
+        let tz = self.def.tz;
         let working = matches!(&self.p.settings.sla, Some(Deadline::Term(t)) if t.time == TimeBasis::Working);
-        if working && let Some(cal) = self.env.calendars.get(&self.def.calendar) {
-            let tz = self.def.tz;
+        if working {
+            let cal = self.calendar(self.sla_calendar()).map_err(|Failure(e)| Rejection::Invalid(e))?;
             let minutes = cal
                 .working_minutes_between(paused_at.with_timezone(&tz), self.now.with_timezone(&tz))
                 .map_err(|e| Rejection::Invalid(e.to_string()))?;
             let minutes = u32::try_from(minutes.max(0)).unwrap_or(u32::MAX);
-            return cal
-                .add_working_hours(deadline.with_timezone(&tz), minutes)
+            let deadline = cal
+                .add_working_hours(sla.deadline.with_timezone(&tz), minutes)
                 .map(|t| t.to_utc())
-                .map_err(|e| Rejection::Invalid(e.to_string()));
+                .map_err(|e| Rejection::Invalid(e.to_string()))?;
+            return Ok((deadline, None));
         }
-        Ok(deadline + (self.now - paused_at))
+        if let Some(last_day) = self.sla_last_day(sla) {
+            let paused_days = (self.now.with_timezone(&tz).date_naive() - paused_at.with_timezone(&tz).date_naive())
+                .num_days()
+                .max(0);
+            let day = last_day
+                .checked_add_days(chrono::Days::new(paused_days as u64))
+                .ok_or_else(|| Rejection::Invalid("the SLA deadline overflows the date range".into()))?;
+            return Ok((self.legal_end(self.sla_calendar(), day)?, Some(day)));
+        }
+        Ok((sla.deadline + (self.now - paused_at), None))
     }
 
     fn fire_timer(&mut self, timer: Key) -> Result<(), Rejection> {
         let t = self.st.timers.iter().find(|t| t.key == timer).cloned().ok_or(Rejection::NoSuchTimer(timer))?;
-        self.emit(Event::TimerFired { key: t.key, node: t.node });
-        // Non-interrupting cycles fire again.
+        // Non-interrupting cycles fire again. The next firing is worked out first, so that the
+        // firing records how many occurrences it stands for when it is late.
         let node = self.node(t.node);
-        let repeats = match &node.kind {
-            NodeKind::Boundary { cancel_activity: false, trigger: Trigger::Timer(td), .. } => Some(td),
-            NodeKind::StartEvent { interrupting: false, trigger: Trigger::Timer(td) } => Some(td),
+        let cycle = match &node.kind {
+            NodeKind::Boundary { cancel_activity: false, trigger: Trigger::Timer(td), .. }
+            | NodeKind::StartEvent { interrupting: false, trigger: Trigger::Timer(td) }
+                if td.kind == crate::timer::TimerKind::Cycle =>
+            {
+                Some(self.next_cycle_firing(td, t.owner, t.fired + 1, t.due))
+            }
             _ => None,
         };
-        if let Some(td) = repeats
-            && td.kind == crate::timer::TimerKind::Cycle
-        {
-            let scope = self.st.ei(t.owner).map(|e| e.scope).unwrap_or(ROOT);
-            if let Ok(Some(due)) = self.timer_due(td, scope, t.fired + 1, t.due) {
-                let key = self.key();
-                self.emit(Event::TimerScheduled { key, node: t.node, owner: t.owner, due, fired: t.fired + 1 });
-                self.effects.push(Effect::ScheduleTimer { timer: key, due });
-            }
+        let missed = match &cycle {
+            Some(Ok((_, missed))) => *missed,
+            _ => 0,
+        };
+        self.emit(Event::TimerFired { key: t.key, node: t.node, missed });
+        match cycle {
+            Some(Ok((Some(due), missed))) => self.schedule_timer(t.node, t.owner, due, t.fired + 1 + missed),
+            Some(Err(Failure(message))) => self.reschedule_incident(t.node, t.owner, t.fired + 1, t.due, message),
+            Some(Ok((None, _))) | None => {}
         }
-        self.event_happened(t.node, t.owner, None);
+        self.event_happened(t.node, t.owner, None, None);
         Ok(())
     }
 
+    /// The next firing of a cycle timer owned by `owner` whose occurrence due at `due` fired
+    /// now, with the occurrences missed in between (the misfire policy of DESIGN §4: a late
+    /// cycle fires once and goes on after now). The cycle's expression is evaluated in the
+    /// owner's scope, as for its first firing, so it sees the same (local) variables.
+    fn next_cycle_firing(&self, td: &TimerDef, owner: Key, fired: u32, due: Ts) -> Result<(Option<Ts>, u32), Failure> {
+        match self.timer_spec(td, owner)? {
+            TimerSpec::Cycle(cycle) => Ok(cycle.next_after_late(due, self.now, fired, self.def.tz)),
+            TimerSpec::Date(_) | TimerSpec::Duration(_) => Ok((None, 0)),
+        }
+    }
+
+    /// Retries scheduling a cycle timer after its incident was resolved.
+    fn reschedule_cycle(&mut self, node: NodeIdx, owner: Key, fired: u32, after: Ts) {
+        if owner != ROOT && self.st.ei(owner).is_none() {
+            return;
+        }
+        let td = match &self.node(node).kind {
+            NodeKind::Boundary { trigger: Trigger::Timer(td), .. }
+            | NodeKind::StartEvent { trigger: Trigger::Timer(td), .. } => td,
+            _ => return,
+        };
+        match self.next_cycle_firing(td, owner, fired, after) {
+            Ok((Some(due), missed)) => self.schedule_timer(node, owner, due, fired + missed),
+            Ok((None, _)) => {}
+            Err(Failure(message)) => self.reschedule_incident(node, owner, fired, after, message),
+        }
+    }
+
+    fn schedule_timer(&mut self, node: NodeIdx, owner: Key, due: Ts, fired: u32) {
+        let key = self.key();
+        self.emit(Event::TimerScheduled { key, node, owner, due, fired });
+        self.effects.push(Effect::ScheduleTimer { timer: key, due });
+    }
+
+    /// The next firing of a cycle could not be worked out: an incident on the timer event,
+    /// owned by the element the timer belongs to. The element goes on; resolving the incident
+    /// (after fixing the variables) schedules the next firing.
+    fn reschedule_incident(&mut self, node: NodeIdx, owner: Key, fired: u32, after: Ts, message: String) {
+        let key = self.key();
+        let message = format!("the next firing of the timer cycle cannot be scheduled: {message}");
+        self.emit(Event::IncidentRaised {
+            key,
+            node,
+            element: owner,
+            message,
+            retry: Retry::Reschedule { fired, after },
+        });
+    }
+
     /// A timer fired or a message arrived for event node `node` owned by element `owner`.
-    fn event_happened(&mut self, node: NodeIdx, owner: Key, vars: Option<Vars>) {
+    /// `message` is the name and correlation key of the message that arrived: a
+    /// non-interrupting message event listens on with the same subscription.
+    fn event_happened(&mut self, node: NodeIdx, owner: Key, vars: Option<Vars>, message: Option<(String, String)>) {
         let n = self.node(node);
         match &n.kind {
-            NodeKind::Boundary { .. } => self.boundary_triggered(owner, node, Payload::Merge(vars)),
-            NodeKind::StartEvent { .. } => self.event_subprocess_triggered(owner, node, Payload::Merge(vars)),
+            NodeKind::Boundary { .. } => self.boundary_triggered(owner, node, Payload::Merge(vars), message),
+            NodeKind::StartEvent { .. } => self.event_subprocess_triggered(owner, node, Payload::Merge(vars), message),
             _ => {
                 let Some(owner_ei) = self.st.ei(owner) else { return };
                 if owner_ei.node == node {
@@ -452,15 +599,32 @@ impl<'a> Exec<'a> {
     fn enter(&mut self, node: NodeIdx, scope: Key) {
         let key = self.key();
         self.emit(Event::ElementEntered { key, node, scope });
-        let n = self.node(node);
-        if n.multi_instance.is_some() && !self.is_mi_inner(key) {
-            self.open_boundaries(key);
+        self.activate(key, true);
+    }
+
+    /// Runs an element's activation, as Zeebe does: its input mappings, then (on entry, or when
+    /// an incident stopped the activation before) its boundary events, which may read the
+    /// locals the mappings set, then its behaviour. A multi-instance body has no mappings (its
+    /// inner instances have them); its behaviour starts the inner instances. A failure raises
+    /// one incident and stops the activation there, so resolving it runs the rest once.
+    fn activate(&mut self, key: Key, with_boundaries: bool) {
+        let Some(ei) = self.st.ei(key).cloned() else { return };
+        let n = self.node(ei.node);
+        let mi_inner = self.is_mi_inner(key);
+        let mi_body = n.multi_instance.is_some() && !mi_inner;
+        // The boundary events of a multi-instance activity belong to its body.
+        let with_boundaries = with_boundaries && !mi_inner && !n.boundaries.is_empty();
+        let retry = if with_boundaries { Retry::Boundaries } else { Retry::Activate };
+        if !mi_body && let Err(Failure(message)) = self.apply_inputs(key, &ei, mi_inner) {
+            return self.incident(key, retry, message);
+        }
+        if with_boundaries && let Err(Failure(message)) = self.open_boundaries(key) {
+            return self.incident(key, Retry::Boundaries, message);
+        }
+        if mi_body {
             self.start_multi_instance(key);
         } else {
-            if n.is_activity() {
-                self.open_boundaries(key);
-            }
-            self.activate_element(key);
+            self.run_behaviour(key, &ei);
         }
     }
 
@@ -483,7 +647,7 @@ impl<'a> Exec<'a> {
             Param::Static(s) => Ok(s.clone()),
             Param::Feel(e) => match self.eval(e, scope)? {
                 Json::String(s) => Ok(s),
-                Json::Null => Err(Failure(format!("`{}` is null", e.source()))),
+                Json::Null => Err(Failure(e.null_message(&self.lookup_fn(scope)))),
                 other => Ok(other.to_string()),
             },
         }
@@ -508,27 +672,30 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Runs an element's behaviour on entry (or on incident retry).
-    fn activate_element(&mut self, key: Key) {
-        let Some(ei) = self.st.ei(key).cloned() else { return };
+    /// Sets an element's input mappings as its locals.
+    fn apply_inputs(&mut self, key: Key, ei: &Ei, mi_inner: bool) -> Result<(), Failure> {
         let n = self.node(ei.node);
-        if !n.io.inputs.is_empty() {
-            // An inner instance of a multi-instance activity maps from its own scope, where its
-            // input element and loopCounter live (as in Zeebe).
-            let from = if self.is_mi_inner(key) { key } else { ei.scope };
-            let mut locals = Vars::new();
-            for m in &n.io.inputs {
-                let value = {
-                    let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(from, name));
-                    m.source.eval_at(&lookup, Some(self.clock()))
-                };
-                match value {
-                    Ok(v) => set_path(&mut locals, &m.target, v),
-                    Err(e) => return self.incident(key, Retry::Activate, e.message),
-                }
-            }
-            self.emit(Event::VariablesSet { scope: key, variables: locals });
+        if n.io.inputs.is_empty() {
+            return Ok(());
         }
+        // An inner instance of a multi-instance activity maps from its own scope, where its
+        // input element and loopCounter live (as in Zeebe).
+        let from = if mi_inner { key } else { ei.scope };
+        let mut locals = Vars::new();
+        for m in &n.io.inputs {
+            let value = {
+                let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(from, name));
+                m.source.eval_at(&lookup, Some(self.clock()))
+            };
+            set_path(&mut locals, &m.target, value.map_err(|e| Failure(e.message))?);
+        }
+        self.emit(Event::VariablesSet { scope: key, variables: locals });
+        Ok(())
+    }
+
+    /// Runs an element's behaviour, after its input mappings and boundary events.
+    fn run_behaviour(&mut self, key: Key, ei: &Ei) {
+        let n = self.node(ei.node);
         let result = match &n.kind {
             NodeKind::StartEvent { .. }
             | NodeKind::Boundary { .. }
@@ -537,45 +704,53 @@ impl<'a> Exec<'a> {
                 Ok(())
             }
             NodeKind::EndEvent { result } | NodeKind::ThrowEvent { result } => self.throw_result(key, result),
-            NodeKind::CatchEvent { trigger } => self.subscribe_trigger(trigger, ei.node, key, ei.scope),
+            NodeKind::CatchEvent { trigger } => self.subscribe_trigger(trigger, ei.node, key),
             NodeKind::Gateway(GatewayKind::EventBased) => {
+                // All or none: a failure leaves no subscription behind to be doubled on retry.
+                let mut planned = Vec::new();
                 let mut result = Ok(());
                 for f in &n.outgoing {
                     let target = self.p.flow(*f).target;
-                    let tn = self.node(target);
-                    result = match &tn.kind {
-                        NodeKind::CatchEvent { trigger } => self.subscribe_trigger(trigger, target, key, ei.scope),
+                    let plan = match &self.node(target).kind {
+                        NodeKind::CatchEvent { trigger } => self.plan_trigger(trigger, target, key),
                         NodeKind::Task(t) => match &t.message {
-                            Some(m) => self.subscribe_message(m, target, key, ei.scope),
-                            None => Ok(()),
+                            Some(m) => self.plan_message(m, target, key).map(Some),
+                            None => Ok(None),
                         },
-                        _ => Ok(()),
+                        _ => Ok(None),
                     };
-                    if result.is_err() {
-                        break;
+                    match plan {
+                        Ok(plan) => planned.extend(plan),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                if result.is_ok() {
+                    for plan in planned {
+                        self.open(plan, key);
                     }
                 }
                 result
             }
-            NodeKind::Task(task) => self.activate_task(key, &ei, task),
-            NodeKind::SubProcess { .. } => {
+            NodeKind::Task(task) => self.activate_task(key, ei, task),
+            NodeKind::SubProcess { triggered_by_event: false } => {
                 let start = self.p.none_start_of(Some(ei.node)).or_else(|| {
                     self.p
                         .children_of(Some(ei.node))
                         .find(|&c| matches!(self.node(c).kind, NodeKind::StartEvent { .. }))
                 });
-                if matches!(n.kind, NodeKind::SubProcess { triggered_by_event: false }) {
-                    self.open_event_subprocesses(key);
-                }
-                match start {
-                    Some(s) if matches!(n.kind, NodeKind::SubProcess { triggered_by_event: false }) => {
+                // Its event subprocesses listen before its flow starts; if they cannot, the flow
+                // does not start either, and resolving the incident runs both once.
+                self.open_event_subprocesses(key).map(|()| {
+                    if let Some(s) = start {
                         self.queue.push_back(Step::Activate { node: s, scope: key, flow: None });
-                        Ok(())
                     }
-                    _ => Ok(()),
-                }
+                })
             }
-            NodeKind::CallActivity { called } => self.call(key, &ei, called),
+            NodeKind::SubProcess { triggered_by_event: true } => Ok(()),
+            NodeKind::CallActivity { called } => self.call(key, ei, called),
             NodeKind::Unsupported { element, .. } => Err(Failure(format!("{element} cannot be executed"))),
         };
         if let Err(Failure(message)) = result {
@@ -606,7 +781,9 @@ impl<'a> Exec<'a> {
             }
             TaskKind::Receive => {
                 let message = task.message.clone().ok_or_else(|| Failure("the receive task has no message".into()))?;
-                self.subscribe_message(&message, ei.node, key, ei.scope)
+                let plan = self.plan_message(&message, ei.node, key)?;
+                self.open(plan, key);
+                Ok(())
             }
             TaskKind::Service | TaskKind::Send => {
                 let job_type = match &task.job_type {
@@ -766,29 +943,31 @@ impl<'a> Exec<'a> {
 
     // ---- subscriptions --------------------------------------------------------------------
 
-    fn subscribe_trigger(&mut self, trigger: &Trigger, node: NodeIdx, owner: Key, scope: Key) -> Result<(), Failure> {
+    /// Opens the subscription of a catch event's trigger (a timer or a message) for `owner`,
+    /// evaluating its expressions in the owner's scope.
+    fn subscribe_trigger(&mut self, trigger: &Trigger, node: NodeIdx, owner: Key) -> Result<(), Failure> {
+        if let Some(plan) = self.plan_trigger(trigger, node, owner)? {
+            self.open(plan, owner);
+        }
+        Ok(())
+    }
+
+    /// What subscribing to a trigger will open, worked out without changing anything: a
+    /// failure then leaves nothing half-open. Expressions are read in `owner`'s scope (the
+    /// activity of a boundary event, with its input mappings; the catch event itself; the
+    /// event-based gateway; the scope of an event subprocess).
+    fn plan_trigger(&self, trigger: &Trigger, node: NodeIdx, owner: Key) -> Result<Option<Planned>, Failure> {
         match trigger {
-            Trigger::Timer(td) => {
-                let eval_scope = if self.st.ei(owner).is_some() { owner } else { scope };
-                match self.timer_due(td, eval_scope, 0, self.now)? {
-                    Some(due) => {
-                        let key = self.key();
-                        self.emit(Event::TimerScheduled { key, node, owner, due, fired: 0 });
-                        self.effects.push(Effect::ScheduleTimer { timer: key, due });
-                    }
-                    None => return Err(Failure("the timer cycle has no further firing".into())),
-                }
-                Ok(())
-            }
-            Trigger::Message { message } => {
-                let eval_scope = if self.st.ei(owner).is_some() { owner } else { scope };
-                self.subscribe_message(message, node, owner, eval_scope)
-            }
-            Trigger::None | Trigger::Error { .. } => Ok(()),
+            Trigger::Timer(td) => match self.timer_due(td, owner, 0, self.now)? {
+                Some(due) => Ok(Some(Planned::Timer { node, due })),
+                None => Err(Failure("the timer cycle has no further firing".into())),
+            },
+            Trigger::Message { message } => self.plan_message(message, node, owner).map(Some),
+            Trigger::None | Trigger::Error { .. } => Ok(None),
         }
     }
 
-    fn subscribe_message(&mut self, message: &str, node: NodeIdx, owner: Key, scope: Key) -> Result<(), Failure> {
+    fn plan_message(&self, message: &str, node: NodeIdx, scope: Key) -> Result<Planned, Failure> {
         let m = self
             .p_defs()
             .messages
@@ -799,39 +978,53 @@ impl<'a> Exec<'a> {
                 let v = self.eval(e, scope)?;
                 if v.is_null() {
                     return Err(Failure(format!(
-                        "the correlation key `{}` of message `{}` is null",
-                        e.source(),
-                        m.name
+                        "the correlation key of message `{}`: {}",
+                        m.name,
+                        e.null_message(&self.lookup_fn(scope))
                     )));
                 }
                 json_key(&v)
             }
             None => String::new(),
         };
-        let key = self.key();
-        self.emit(Event::MessageSubscribed {
-            key,
-            node,
-            owner,
-            name: m.name.clone(),
-            correlation_key: correlation_key.clone(),
-        });
-        self.effects.push(Effect::Subscribe { subscription: key, name: m.name.clone(), correlation_key });
-        Ok(())
+        Ok(Planned::Message { node, name: m.name.clone(), correlation_key })
     }
 
-    fn timer_due(&self, td: &TimerDef, scope: Key, fired: u32, base: Ts) -> Result<Option<Ts>, Failure> {
-        let spec = match &td.value {
-            TimerValue::Literal(spec) => spec.clone(),
+    /// Opens a planned subscription for `owner`.
+    fn open(&mut self, plan: Planned, owner: Key) {
+        match plan {
+            Planned::Timer { node, due } => self.schedule_timer(node, owner, due, 0),
+            Planned::Message { node, name, correlation_key } => {
+                let key = self.key();
+                self.emit(Event::MessageSubscribed {
+                    key,
+                    node,
+                    owner,
+                    name: name.clone(),
+                    correlation_key: correlation_key.clone(),
+                });
+                self.effects.push(Effect::Subscribe { subscription: key, name, correlation_key });
+            }
+        }
+    }
+
+    /// A timer definition's text, evaluated in `scope` when it is an expression.
+    fn timer_spec(&self, td: &TimerDef, scope: Key) -> Result<TimerSpec, Failure> {
+        match &td.value {
+            TimerValue::Literal(spec) => Ok(spec.clone()),
             TimerValue::Expression(e) => {
                 let text = match self.eval(e, scope)? {
                     Json::String(s) => s,
+                    Json::Null => return Err(Failure(e.null_message(&self.lookup_fn(scope)))),
                     other => other.to_string(),
                 };
-                TimerSpec::parse(td.kind, &text).map_err(|e| Failure(format!("timer `{text}`: {e}")))?
+                TimerSpec::parse(td.kind, &text).map_err(|e| Failure(format!("timer `{text}`: {e}")))
             }
-        };
-        Ok(match spec {
+        }
+    }
+
+    fn timer_due(&self, td: &TimerDef, scope: Key, fired: u32, base: Ts) -> Result<Option<Ts>, Failure> {
+        Ok(match self.timer_spec(td, scope)? {
             TimerSpec::Date(d) => Some(d.to_utc()),
             TimerSpec::Duration(d) => {
                 let calendar = td.calendar.as_deref().unwrap_or(&self.def.calendar);
@@ -841,47 +1034,58 @@ impl<'a> Exec<'a> {
                 )
             }
             TimerSpec::Cycle(c) => {
-                if c.repetitions().is_some_and(|r| fired >= r) {
-                    None
-                } else {
-                    c.next_after(base, fired, self.def.tz)
+                let next = c.next_after(base, fired, self.def.tz);
+                if let crate::timer::Cycle::Cron { source, .. } = &c {
+                    let horizon = base
+                        .checked_add_months(chrono::Months::new(12 * crate::timer::CRON_HORIZON_YEARS as u32))
+                        .unwrap_or(base);
+                    if next.is_none_or(|t| t > horizon) {
+                        return Err(Failure(format!(
+                            "cron `{source}` never fires: it has no occurrence in the {} years after {}",
+                            crate::timer::CRON_HORIZON_YEARS,
+                            base.with_timezone(&self.def.tz).format("%Y-%m-%d %H:%M")
+                        )));
+                    }
                 }
+                next
             }
         })
     }
 
-    fn open_boundaries(&mut self, key: Key) {
-        let Some(ei) = self.st.ei(key).cloned() else { return };
+    /// Opens the boundary events of activity `key`: all of them, or none when one fails.
+    fn open_boundaries(&mut self, key: Key) -> Result<(), Failure> {
+        let Some(ei) = self.st.ei(key).cloned() else { return Ok(()) };
+        let mut planned = Vec::new();
         for &b in &self.node(ei.node).boundaries {
-            if let NodeKind::Boundary { trigger, .. } = &self.node(b).kind
-                && let Err(Failure(message)) = self.subscribe_trigger(trigger, b, key, key)
-            {
-                self.incident(key, Retry::Activate, message);
-                return;
+            if let NodeKind::Boundary { trigger, .. } = &self.node(b).kind {
+                planned.extend(self.plan_trigger(trigger, b, key)?);
             }
         }
+        for plan in planned {
+            self.open(plan, key);
+        }
+        Ok(())
     }
 
-    /// Opens the start subscriptions of the event subprocesses directly inside scope `scope`.
-    fn open_event_subprocesses(&mut self, scope: Key) {
+    /// Opens the start subscriptions of the event subprocesses directly inside scope `scope`:
+    /// all of them, or none when one fails.
+    fn open_event_subprocesses(&mut self, scope: Key) -> Result<(), Failure> {
         let scope_node = if scope == ROOT { None } else { self.st.ei(scope).map(|e| e.node) };
-        let subs: Vec<NodeIdx> = self
-            .p
-            .children_of(scope_node)
-            .filter(|&c| matches!(self.node(c).kind, NodeKind::SubProcess { triggered_by_event: true }))
-            .collect();
-        for sub in subs {
-            let starts: Vec<NodeIdx> = self.p.children_of(Some(sub)).filter(|&c| self.node(c).is_start()).collect();
-            for s in starts {
-                if let NodeKind::StartEvent { trigger, .. } = &self.node(s).kind
-                    && let Err(Failure(message)) = self.subscribe_trigger(trigger, s, scope, scope)
-                {
-                    let element =
-                        if scope == ROOT { self.st.elements.first().map(|e| e.key).unwrap_or(ROOT) } else { scope };
-                    self.incident(element, Retry::Activate, message);
+        let mut planned = Vec::new();
+        for sub in self.p.children_of(scope_node) {
+            if !matches!(self.node(sub).kind, NodeKind::SubProcess { triggered_by_event: true }) {
+                continue;
+            }
+            for s in self.p.children_of(Some(sub)).filter(|&c| self.node(c).is_start()) {
+                if let NodeKind::StartEvent { trigger, .. } = &self.node(s).kind {
+                    planned.extend(self.plan_trigger(trigger, s, scope)?);
                 }
             }
         }
+        for plan in planned {
+            self.open(plan, scope);
+        }
+        Ok(())
     }
 
     /// Closes the timers and message subscriptions owned by element `owner`.
@@ -896,10 +1100,15 @@ impl<'a> Exec<'a> {
             self.emit(Event::TimerCancelled { key, node });
             self.effects.push(Effect::CancelTimer { timer: key });
         }
-        let subs: Vec<Key> =
-            self.st.messages.iter().filter(|m| m.owner == owner && keep_node(m.node)).map(|m| m.key).collect();
-        for key in subs {
-            self.emit(Event::SubscriptionClosed { key });
+        let subs: Vec<(Key, NodeIdx)> = self
+            .st
+            .messages
+            .iter()
+            .filter(|m| m.owner == owner && keep_node(m.node))
+            .map(|m| (m.key, m.node))
+            .collect();
+        for (key, node) in subs {
+            self.emit(Event::SubscriptionClosed { key, node });
             self.effects.push(Effect::Unsubscribe { subscription: key });
         }
     }
@@ -964,6 +1173,7 @@ impl<'a> Exec<'a> {
             self.set_propagated(ei.scope, vars);
         }
         self.close_subscriptions(key);
+        self.resolve_incidents_of(key);
         self.emit(Event::ElementCompleted { key, node: ei.node });
         if flows.is_empty() {
             self.queue.push_back(Step::ScopeCheck { scope: ei.scope });
@@ -993,7 +1203,11 @@ impl<'a> Exec<'a> {
                     }
                 }
                 n.default_flow.map(|d| vec![d]).ok_or_else(|| {
-                    Failure(format!("no condition of exclusive gateway `{}` is true and it has no default flow", n.id))
+                    Failure(format!(
+                        "no condition of exclusive gateway `{}` is true and it has no default flow{}",
+                        n.id,
+                        self.unset_in_conditions(n, ei.scope)
+                    ))
                 })
             }
             NodeKind::Gateway(GatewayKind::Inclusive) => {
@@ -1017,14 +1231,30 @@ impl<'a> Exec<'a> {
                 }
                 if taken.is_empty() && !n.outgoing.is_empty() {
                     return Err(Failure(format!(
-                        "no condition of inclusive gateway `{}` is true and it has no default flow",
-                        n.id
+                        "no condition of inclusive gateway `{}` is true and it has no default flow{}",
+                        n.id,
+                        self.unset_in_conditions(n, ei.scope)
                     )));
                 }
                 Ok(taken)
             }
             _ => Ok(n.outgoing.clone()),
         }
+    }
+
+    /// " (variable `x` is not set)" when the conditions out of gateway `n` read variables that
+    /// are not set or null (a condition on them is false): the likely reason none is true.
+    fn unset_in_conditions(&self, n: &Node, scope: Key) -> String {
+        let lookup = self.lookup_fn(scope);
+        let (mut missing, mut null) = (Vec::new(), Vec::new());
+        for &f in &n.outgoing {
+            if let Some(condition) = &self.p.flow(f).condition {
+                let (m, z) = condition.unset_names(&lookup);
+                missing.extend(m.into_iter().filter(|v| !missing.contains(v)).collect::<Vec<_>>());
+                null.extend(z.into_iter().filter(|v| !null.contains(v)).collect::<Vec<_>>());
+            }
+        }
+        crate::feel::describe_unset(&missing, &null).map(|unset| format!(" ({unset})")).unwrap_or_default()
     }
 
     /// Writes variables where they live: the nearest scope that has each, else the instance.
@@ -1072,6 +1302,13 @@ impl<'a> Exec<'a> {
         // an incident, not an empty loop.
         let items = match self.eval(collection, ei.scope) {
             Ok(Json::Array(items)) => items,
+            Ok(Json::Null) => {
+                let message = match collection.unset_variables(&self.lookup_fn(ei.scope)) {
+                    Some(unset) => format!("inputCollection `{}` is null, not a list: {unset}", collection.source()),
+                    None => format!("inputCollection `{}` is null, not a list", collection.source()),
+                };
+                return self.incident(body, Retry::Activate, message);
+            }
             Ok(other) => {
                 return self.incident(
                     body,
@@ -1113,7 +1350,7 @@ impl<'a> Exec<'a> {
             locals.entry(name).or_insert(Json::Null);
         }
         self.emit(Event::VariablesSet { scope: key, variables: locals });
-        self.activate_element(key);
+        self.activate(key, false);
     }
 
     fn mi_inner_done(&mut self, inner: Key, body: Key) {
@@ -1170,17 +1407,22 @@ impl<'a> Exec<'a> {
 
     // ---- interruptions --------------------------------------------------------------------
 
-    fn boundary_triggered(&mut self, activity: Key, boundary: NodeIdx, payload: Payload) {
+    /// A boundary event of `activity` was triggered; `message` as for [`Exec::event_happened`].
+    fn boundary_triggered(
+        &mut self,
+        activity: Key,
+        boundary: NodeIdx,
+        payload: Payload,
+        message: Option<(String, String)>,
+    ) {
         let Some(act) = self.st.ei(activity).cloned() else { return };
         let interrupting = matches!(self.node(boundary).kind, NodeKind::Boundary { cancel_activity: true, .. });
         if interrupting {
             self.terminate(activity);
-        } else if let NodeKind::Boundary { trigger: Trigger::Message { message }, .. } = &self.node(boundary).kind {
-            // A non-interrupting message boundary keeps listening while its activity runs.
-            let message = message.clone();
-            if let Err(Failure(m)) = self.subscribe_message(&message, boundary, activity, activity) {
-                self.incident(activity, Retry::Activate, m);
-            }
+        } else if let Some((name, correlation_key)) = message {
+            // A non-interrupting message boundary keeps listening while its activity runs, with
+            // the correlation key it was opened with (as Zeebe keeps the subscription).
+            self.open(Planned::Message { node: boundary, name, correlation_key }, activity);
         }
         let key = self.key();
         self.emit(Event::ElementEntered { key, node: boundary, scope: act.scope });
@@ -1198,7 +1440,15 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn event_subprocess_triggered(&mut self, scope: Key, start: NodeIdx, payload: Payload) {
+    /// The start event of an event subprocess in `scope` was triggered; `message` as for
+    /// [`Exec::event_happened`].
+    fn event_subprocess_triggered(
+        &mut self,
+        scope: Key,
+        start: NodeIdx,
+        payload: Payload,
+        message: Option<(String, String)>,
+    ) {
         if scope != ROOT && self.st.ei(scope).is_none() {
             return;
         }
@@ -1211,11 +1461,8 @@ impl<'a> Exec<'a> {
             self.close_subscriptions_where(scope, |n| {
                 p.node(n).parent.is_some_and(|s| p.node(s).parent == p.node(sub).parent)
             });
-        } else if let NodeKind::StartEvent { trigger: Trigger::Message { message }, .. } = &self.node(start).kind {
-            let message = message.clone();
-            if let Err(Failure(m)) = self.subscribe_message(&message, start, scope, scope) {
-                self.incident(scope, Retry::Activate, m);
-            }
+        } else if let Some((name, correlation_key)) = message {
+            self.open(Planned::Message { node: start, name, correlation_key }, scope);
         }
         let key = self.key();
         self.emit(Event::ElementEntered { key, node: sub, scope });
@@ -1256,7 +1503,7 @@ impl<'a> Exec<'a> {
                     });
                 if let Some(start) = self.best_error_catcher(starts, code) {
                     self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(start) });
-                    self.event_subprocess_triggered(cur, start, Payload::Local(error_vars(code, message)));
+                    self.event_subprocess_triggered(cur, start, Payload::Local(error_vars(code, message)), None);
                     return;
                 }
             }
@@ -1272,7 +1519,7 @@ impl<'a> Exec<'a> {
                 });
                 if let Some(b) = self.best_error_catcher(boundaries, code) {
                     self.emit(Event::ErrorThrown { node: from_node, code: code.to_string(), caught_by: Some(b) });
-                    self.boundary_triggered(cur, b, Payload::Local(error_vars(code, message)));
+                    self.boundary_triggered(cur, b, Payload::Local(error_vars(code, message)), None);
                     return;
                 }
             }
@@ -1329,11 +1576,17 @@ impl<'a> Exec<'a> {
             EiData::Call => self.effects.push(Effect::CancelChild { call: key }),
             _ => {}
         }
+        self.resolve_incidents_of(key);
+        self.emit(Event::ElementTerminated { key, node: ei.node });
+    }
+
+    /// An element that ends takes its open incidents with it (a cycle that could not be
+    /// rescheduled needs no retry once its activity is done).
+    fn resolve_incidents_of(&mut self, key: Key) {
         let incidents: Vec<Key> = self.st.incidents.iter().filter(|i| i.element == key).map(|i| i.key).collect();
         for incident in incidents {
             self.emit(Event::IncidentResolved { key: incident });
         }
-        self.emit(Event::ElementTerminated { key, node: ei.node });
     }
 
     fn terminate_children(&mut self, scope: Key) {
@@ -1352,6 +1605,12 @@ impl<'a> Exec<'a> {
         let key = self.key();
         self.emit(Event::IncidentRaised { key, node, element, message, retry });
     }
+}
+
+/// A subscription worked out and ready to open.
+enum Planned {
+    Timer { node: NodeIdx, due: Ts },
+    Message { node: NodeIdx, name: String, correlation_key: String },
 }
 
 /// What a triggered catch event brings with it.
@@ -1453,4 +1712,113 @@ fn check_form(form: &[FormField], vars: &Vars) -> Result<(), String> {
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const REMINDERS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="defs" targetNamespace="urn:test">
+  <bpmn:process id="reminders" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="answer" />
+    <bpmn:userTask id="answer" />
+    <bpmn:sequenceFlow id="f2" sourceRef="answer" targetRef="end" />
+    <bpmn:endEvent id="end" />
+    <bpmn:boundaryEvent id="hourly" cancelActivity="false" attachedToRef="answer">
+      <bpmn:timerEventDefinition>
+        <bpmn:timeCycle xsi:type="bpmn:tFormalExpression">R/PT1H</bpmn:timeCycle>
+      </bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="f3" sourceRef="hourly" targetRef="reminded" />
+    <bpmn:endEvent id="reminded" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+    fn at(text: &str) -> Ts {
+        chrono::DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn def(xml: &str) -> ProcessDef {
+        let (defs, diags) = crate::check(xml.as_bytes(), &Default::default());
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let id = defs.processes[0].id.clone();
+        ProcessDef::new(Arc::new(defs), &id, 1, chrono_tz::Europe::Astrakhan).unwrap()
+    }
+
+    fn fired(transition: &Transition) -> Vec<(u32, Option<Ts>)> {
+        let mut out = Vec::new();
+        for e in &transition.events {
+            match e {
+                Event::TimerFired { missed, .. } => out.push((*missed, None)),
+                Event::TimerScheduled { due, .. } => out.push((u32::MAX, Some(*due))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_late_cycle_fires_once_records_the_missed_and_goes_on_after_now() {
+        let def = def(REMINDERS);
+        let env = Env::default();
+        let (state, _) = start(&def, &env, StartCommand::default(), at("2026-12-28T09:00:00+04:00")).unwrap();
+        let timer = state.timers[0].clone();
+        assert_eq!((timer.due, timer.fired), (at("2026-12-28T10:00:00+04:00"), 0));
+
+        // On time: nothing missed, the next occurrence an interval after the due time.
+        let (_, on_time) = handle(&def, &env, &state, Command::FireTimer { timer: timer.key }, timer.due).unwrap();
+        assert_eq!(fired(&on_time), [(0, None), (u32::MAX, Some(at("2026-12-28T11:00:00+04:00")))]);
+
+        // After downtime until 13:30: the 11:00, 12:00 and 13:00 occurrences were missed; the
+        // reminder fires once, records them, and the next one is 14:00, not 11:00.
+        let late = at("2026-12-28T13:30:00+04:00");
+        let (after, transition) = handle(&def, &env, &state, Command::FireTimer { timer: timer.key }, late).unwrap();
+        assert_eq!(fired(&transition), [(3, None), (u32::MAX, Some(at("2026-12-28T14:00:00+04:00")))]);
+        assert_eq!(
+            transition.effects.first(),
+            Some(&Effect::ScheduleTimer { timer: after.timers[0].key, due: after.timers[0].due })
+        );
+        assert_eq!(after.timers[0].fired, 4, "missed occurrences count as used up");
+        // The boundary event ran once.
+        let entered = transition
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::ElementEntered { node, .. } if def.node_id(*node) == "hourly"))
+            .count();
+        assert_eq!(entered, 1);
+        // The history replays to the same state, `missed` included.
+        let json = serde_json::to_string(&transition.events).unwrap();
+        assert!(json.contains(r#""missed":3"#), "{json}");
+        let mut replayed = state.clone();
+        for e in serde_json::from_str::<Vec<Event>>(&json).unwrap() {
+            apply(&mut replayed, &e, late);
+        }
+        assert_eq!(replayed.timers, after.timers);
+    }
+
+    #[test]
+    fn state_and_history_stored_before_these_fields_stay_readable() {
+        let sla: Sla = serde_json::from_str(r#"{"deadline":"2026-05-04T14:00:00Z","extended":false}"#).unwrap();
+        assert_eq!(sla.last_day, None);
+        let events: Vec<Event> = serde_json::from_str(
+            r#"[{"event":"timer_fired","key":3,"node":4},{"event":"subscription_closed","key":5},
+                {"event":"sla_resumed","deadline":"2026-05-04T14:00:00Z"},
+                {"event":"sla_extended","deadline":"2026-05-19T14:00:00Z","reason":"r"}]"#,
+        )
+        .unwrap();
+        assert_eq!(events[0], Event::TimerFired { key: 3, node: 4, missed: 0 });
+        assert_eq!(events[1], Event::SubscriptionClosed { key: 5, node: 0 });
+        let retry: Vec<Retry> = serde_json::from_str(r#"["activate","complete"]"#).unwrap();
+        assert_eq!(retry, [Retry::Activate, Retry::Complete]);
+        // New values round-trip; a firing on time writes no `missed`.
+        let fired = serde_json::to_string(&Event::TimerFired { key: 3, node: 4, missed: 0 }).unwrap();
+        assert_eq!(fired, r#"{"event":"timer_fired","key":3,"node":4}"#);
+        let retry = Retry::Reschedule { fired: 2, after: at("2026-12-28T13:00:00+04:00") };
+        assert_eq!(serde_json::from_str::<Retry>(&serde_json::to_string(&retry).unwrap()).unwrap(), retry);
+    }
 }

@@ -15,7 +15,7 @@ mod terms;
 
 pub use exec::{handle, start};
 pub use state::*;
-pub use terms::{TermError, compute_term};
+pub use terms::{TermError, compute_term, term_last_day};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -205,6 +205,10 @@ pub enum Event {
         parent: Option<ParentRef>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline: Option<Ts>,
+        /// The SLA term's last day before Civil Code art. 193 moves it off a day off, for a
+        /// term in calendar days (see [`Sla::last_day`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_day: Option<chrono::NaiveDate>,
     },
     ElementEntered {
         key: Key,
@@ -276,6 +280,10 @@ pub enum Event {
     TimerFired {
         key: Key,
         node: NodeIdx,
+        /// Occurrences of a cycle skipped because the timer fired late (after downtime): the
+        /// cycle fires once for all of them (DESIGN §4).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        missed: u32,
     },
     TimerCancelled {
         key: Key,
@@ -296,6 +304,9 @@ pub enum Event {
     },
     SubscriptionClosed {
         key: Key,
+        /// The message catch event (histories written before this field read node 0).
+        #[serde(default)]
+        node: NodeIdx,
     },
     ChildStarted {
         key: Key,
@@ -321,17 +332,27 @@ pub enum Event {
     SlaExtended {
         deadline: Ts,
         reason: String,
+        /// The extended term's last day before the legal move (see [`Sla::last_day`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_day: Option<chrono::NaiveDate>,
     },
     SlaPaused {
         reason: String,
     },
     SlaResumed {
         deadline: Ts,
+        /// The term's last day, moved by the pause, before the legal move.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_day: Option<chrono::NaiveDate>,
     },
     InstanceCompleted,
     InstanceCancelled {
         reason: String,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Work for the driver, to run after the transition is committed.

@@ -127,7 +127,7 @@ pub struct TimerSub {
     /// itself, the event-based gateway, or the scope of an event subprocess).
     pub owner: Key,
     pub due: Ts,
-    /// Firings so far, for cycles.
+    /// Occurrences so far, for cycles: fired, or skipped because the timer fired late.
     pub fired: u32,
 }
 
@@ -154,10 +154,17 @@ pub struct Incident {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Retry {
-    /// Run the element's activation again.
+    /// Run the element's activation again (input mappings, then its behaviour); its boundary
+    /// events are open.
     Activate,
     /// Leave the element again (evaluate outgoing flows, output mappings).
     Complete,
+    /// Run the whole activation again: input mappings, opening the boundary events, then the
+    /// behaviour. The activation stopped before its boundary events were opened (none is).
+    Boundaries,
+    /// Schedule the next firing of the cycle timer of the incident's node (owned by the
+    /// incident's element): it fired `fired` times so far, the last one due at `after`.
+    Reschedule { fired: u32, after: Ts },
 }
 
 /// The instance's service-level clock.
@@ -168,6 +175,12 @@ pub struct Sla {
     pub paused_at: Option<Ts>,
     #[serde(default)]
     pub extended: bool,
+    /// For a term in calendar days: its last day as counted (Civil Code art. 191), before
+    /// art. 193 moves the deadline off a day off. Extensions and pauses count from it, so a
+    /// move off a holiday is never counted twice (30 + 15 days end 45 days after registration).
+    /// `None` for clock and working-time SLAs, and in states stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_day: Option<chrono::NaiveDate>,
 }
 
 impl Instance {
@@ -266,7 +279,7 @@ impl Instance {
 /// Applies one event to the state. `at` is when it happened.
 pub fn apply(state: &mut Instance, event: &Event, at: Ts) {
     match event {
-        Event::InstanceStarted { process, version, business_key, parent, deadline } => {
+        Event::InstanceStarted { process, version, business_key, parent, deadline, last_day } => {
             state.process = process.clone();
             state.version = *version;
             state.business_key = business_key.clone();
@@ -274,7 +287,8 @@ pub fn apply(state: &mut Instance, event: &Event, at: Ts) {
             state.started_at = Some(at);
             state.status = Status::Active;
             state.next_key = state.next_key.max(1);
-            state.sla = deadline.map(|deadline| Sla { deadline, paused_at: None, extended: false });
+            state.sla =
+                deadline.map(|deadline| Sla { deadline, paused_at: None, extended: false, last_day: *last_day });
         }
         Event::ElementEntered { key, node, scope } => {
             state.bump(*key);
@@ -349,7 +363,7 @@ pub fn apply(state: &mut Instance, event: &Event, at: Ts) {
                 correlation_key: correlation_key.clone(),
             });
         }
-        Event::MessageCorrelated { key, .. } | Event::SubscriptionClosed { key } => {
+        Event::MessageCorrelated { key, .. } | Event::SubscriptionClosed { key, .. } => {
             state.messages.retain(|m| m.key != *key)
         }
         Event::IncidentRaised { key, node, element, message, retry } => {
@@ -363,10 +377,11 @@ pub fn apply(state: &mut Instance, event: &Event, at: Ts) {
             });
         }
         Event::IncidentResolved { key } => state.incidents.retain(|i| i.key != *key),
-        Event::SlaExtended { deadline, .. } => {
+        Event::SlaExtended { deadline, last_day, .. } => {
             if let Some(sla) = &mut state.sla {
                 sla.deadline = *deadline;
                 sla.extended = true;
+                sla.last_day = *last_day;
             }
         }
         Event::SlaPaused { .. } => {
@@ -374,10 +389,11 @@ pub fn apply(state: &mut Instance, event: &Event, at: Ts) {
                 sla.paused_at = Some(at);
             }
         }
-        Event::SlaResumed { deadline } => {
+        Event::SlaResumed { deadline, last_day } => {
             if let Some(sla) = &mut state.sla {
                 sla.deadline = *deadline;
                 sla.paused_at = None;
+                sla.last_day = *last_day;
             }
         }
         Event::InstanceCompleted => {

@@ -83,8 +83,21 @@ pub(crate) fn compute(
     }
 }
 
+/// Whether a term of `d` in `basis` is counted in calendar days: it then has a last day
+/// (Civil Code art. 191) that art. 193 may move to the next working day.
+pub(crate) fn counts_days(d: &IsoDuration, basis: TimeBasis) -> bool {
+    let has_time = d.hours > 0 || d.minutes > 0 || d.seconds > 0 || d.millis > 0;
+    basis == TimeBasis::Calendar && d.has_calendar_part() && !has_time
+}
+
+/// The last day of a term in calendar days started at `start`, before the legal move; `None`
+/// for terms counted otherwise.
+pub fn term_last_day(term: &Term, start: Ts, tz: Tz) -> Option<NaiveDate> {
+    counts_days(&term.duration, term.time).then(|| add_date(start.with_timezone(&tz).date_naive(), &term.duration))?
+}
+
 /// The calendar date `d` after `date` (years, months clamp to the month's end; then weeks, days).
-fn add_date(date: NaiveDate, d: &IsoDuration) -> Option<NaiveDate> {
+pub(crate) fn add_date(date: NaiveDate, d: &IsoDuration) -> Option<NaiveDate> {
     let months = d.years.checked_mul(12)?.checked_add(d.months)?;
     let date = date.checked_add_months(Months::new(months))?;
     let days = u64::from(d.weeks) * 7 + u64::from(d.days);
