@@ -4,6 +4,8 @@
 pub mod calendars;
 pub mod driver;
 pub mod http;
+pub mod jobs;
+pub mod registry_cmd;
 pub mod scheduler;
 pub mod serve;
 pub mod simulate_cmd;

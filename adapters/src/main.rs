@@ -39,6 +39,23 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The process registry (13 columns of the official form) of the deployed processes.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Print the registry (database and definitions as for `serve`).
+    Export {
+        #[arg(long, value_enum, default_value = "text")]
+        format: reglament::registry_cmd::Format,
+        /// A TOML configuration file, as for `serve`.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +106,25 @@ fn main() -> ExitCode {
                     .build()
                     .map_err(anyhow::Error::from)?
                     .block_on(reglament::serve::run(config))
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Registry { command: RegistryCommand::Export { format, config } } => {
+            let result = reglament::serve::Config::load(config.as_deref()).and_then(|config| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)?
+                    .block_on(async {
+                        let stdout = std::io::stdout();
+                        reglament::registry_cmd::export(&config, format, &mut stdout.lock()).await
+                    })
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

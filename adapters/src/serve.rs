@@ -184,7 +184,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_sleep: if store.is_postgres() { Duration::from_secs(1) } else { Duration::from_secs(30) },
         ..SchedulerConfig::default()
     };
-    let scheduler = tokio::spawn(crate::scheduler::run(rt.clone(), scheduler_config, stop_rx));
+    let lease = scheduler_config.lease;
+    let scheduler = tokio::spawn(crate::scheduler::run(rt.clone(), scheduler_config, stop_rx.clone()));
+    let jobs = tokio::spawn(crate::jobs::run(rt.clone(), lease, stop_rx));
 
     let addr: SocketAddr = config
         .http_addr
@@ -201,6 +203,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down: stopping the scheduler and releasing leases");
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
+    let _ = jobs.await;
     if let Err(e) = store.release_leases(rt.node()).await {
         warn!(error = %e, "could not release leases; they expire on their own");
     }

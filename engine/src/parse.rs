@@ -194,7 +194,9 @@ impl Parser {
         let mut stack = vec![root];
         let mut dups = Vec::new();
         while let Some(el) = stack.pop() {
-            if let Some(attr) = el.attr("id") {
+            // A form field's `id` names the variable it sets; two tasks may set the same one.
+            let element_id = if el.ns == Ns::Reglament { None } else { el.attr("id") };
+            if let Some(attr) = element_id {
                 if let Some(first) = seen.get(attr.value.as_str()) {
                     dups.push((el.pos, attr.value.clone(), *first, el.qualified_name()));
                 } else {

@@ -468,7 +468,11 @@ impl Store {
             sqlx::query_as(
                 "SELECT d.key, d.version, d.name, r.fields, r.updated_at FROM definitions d \
                  LEFT JOIN registry r ON r.definition_key = d.key \
-                 WHERE d.version = (SELECT MAX(version) FROM definitions x WHERE x.key = d.key) ORDER BY d.key",
+                 WHERE d.version = (SELECT MAX(version) FROM definitions x WHERE x.key = d.key) \
+                 UNION ALL \
+                 SELECT r.definition_key, 0, NULL, r.fields, r.updated_at FROM registry r \
+                 WHERE NOT EXISTS (SELECT 1 FROM definitions d WHERE d.key = r.definition_key) \
+                 ORDER BY 1",
             )
             .fetch_all(c)
             .await?
@@ -480,6 +484,9 @@ impl Store {
                         .map_err(|e| super::StoreError::Corrupt(format!("registry of `{key}`: {e}")))?,
                     None => BTreeMap::new(),
                 };
+                // A process entered in the registry but not deployed as a model carries its name
+                // among the fields.
+                let name = name.or_else(|| fields.get("name").cloned());
                 Ok(RegistryEntry { key, version, name, fields, updated_at: from_ms(updated_at.unwrap_or(0)) })
             })
             .collect()

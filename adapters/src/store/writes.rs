@@ -190,7 +190,9 @@ impl Tx {
             "id, instance_id, job_key, job_type, payload, state, due, created_at",
             8,
             &w.jobs,
-            " ON CONFLICT (id) DO NOTHING",
+            // The same element run again (an incident resolved) queues its job afresh.
+            " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0, \
+             due = excluded.due, lease_owner = NULL, lease_until = NULL, last_error = NULL",
         )
         .await?;
         if !w.task_closes.is_empty() {
