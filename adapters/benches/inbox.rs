@@ -34,7 +34,7 @@ async fn fill(store: &Store, n: i64, postgres: bool) {
     // A recursive CTE counts on both backends; every task is open, in one of 50 groups, with
     // a due time spread over a year.
     let series = if postgres {
-        format!("SELECT generate_series(1, {n}) AS i")
+        format!("SELECT generate_series(1::bigint, {n}::bigint) AS i")
     } else {
         format!("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) SELECT i FROM s")
     };
