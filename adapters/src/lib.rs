@@ -3,6 +3,7 @@
 
 pub mod calendars;
 pub mod driver;
+pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod registry_cmd;

@@ -186,7 +186,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let lease = scheduler_config.lease;
     let scheduler = tokio::spawn(crate::scheduler::run(rt.clone(), scheduler_config, stop_rx.clone()));
-    let jobs = tokio::spawn(crate::jobs::run(rt.clone(), lease, stop_rx));
+    let jobs = tokio::spawn(crate::jobs::run(rt.clone(), lease, stop_rx.clone()));
+    let mail = tokio::spawn(crate::email::run(rt.clone(), crate::email::EmailConfig::from(&config), stop_rx));
 
     let addr: SocketAddr = config
         .http_addr
@@ -204,6 +205,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     let _ = jobs.await;
+    let _ = mail.await;
     if let Err(e) = store.release_leases(rt.node()).await {
         warn!(error = %e, "could not release leases; they expire on their own");
     }

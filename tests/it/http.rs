@@ -828,6 +828,8 @@ const DESIGNED: &[(&str, &str)] = &[
     ("post", "/api/process-instances"),
     ("get", "/api/process-instances/{id}"),
     ("get", "/api/process-instances/{id}/history"),
+    ("get", "/api/process-instances/{id}/incidents"),
+    ("post", "/api/process-instances/{id}/incidents/{key}/resolve"),
     ("delete", "/api/process-instances/{id}"),
     ("get", "/api/tasks"),
     ("get", "/api/tasks/{id}"),

@@ -7,6 +7,7 @@ mod cluster;
 mod corpus;
 mod crash;
 mod definitions;
+mod email;
 mod http;
 mod jobs;
 mod scenarios;

@@ -126,6 +126,7 @@ pub async fn render(state: &AppState) -> Result<String, crate::store::StoreError
     );
     metric("reglament_outbox_pending", "gauge", "Emails in the outbox not yet sent.", outbox.to_string());
 
+    out.push_str(&crate::email::metrics(store).await?);
     let _ = writeln!(out, "# HELP reglament_http_request_duration_seconds HTTP request latency by route.");
     let _ = writeln!(out, "# TYPE reglament_http_request_duration_seconds histogram");
     let latency = state.metrics.latency.lock().expect("metrics").clone();

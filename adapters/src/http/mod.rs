@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod history;
 pub mod idempotency;
+pub mod incidents;
 pub mod instances;
 pub mod messages;
 pub mod metrics;
@@ -148,6 +149,8 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(instances::start))
         .routes(routes!(instances::get, instances::cancel))
         .routes(routes!(instances::history))
+        .routes(routes!(incidents::list))
+        .routes(routes!(incidents::resolve))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::claim))

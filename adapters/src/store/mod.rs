@@ -53,6 +53,7 @@ macro_rules! on_pool {
 pub mod auth;
 pub mod codec;
 pub mod jobs;
+pub mod outbox;
 pub mod writes;
 
 pub type Ts = DateTime<Utc>;
