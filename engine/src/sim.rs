@@ -380,140 +380,8 @@ impl Simulation<'_> {
 
     fn render(&self, id: &str, event: &Event, at: Ts) -> Option<TraceLine> {
         let live = self.instances.get(id);
-        let def = live.map(|l| &l.def);
-        let el = |node: &u32| def.map(|d| d.node_id(*node).to_string()).unwrap_or_default();
-        let mut line = Map::new();
-        line.insert("at".into(), json!(self.fmt_ts(at)));
-        let mut put = |k: &str, v: Json| {
-            line.insert(k.to_string(), v);
-        };
-        match event {
-            Event::InstanceStarted { process, business_key, deadline, .. } => {
-                put("event", json!("instance_started"));
-                put("process", json!(process));
-                if let Some(bk) = business_key {
-                    put("business_key", json!(bk));
-                }
-                if let Some(d) = deadline {
-                    put("deadline", json!(self.fmt_ts(*d)));
-                }
-            }
-            Event::ElementEntered { node, .. } => {
-                put("event", json!("element_entered"));
-                put("element", json!(el(node)));
-            }
-            Event::ElementCompleted { node, .. } => {
-                put("event", json!("element_completed"));
-                put("element", json!(el(node)));
-            }
-            Event::ElementTerminated { node, .. } => {
-                put("event", json!("element_terminated"));
-                put("element", json!(el(node)));
-            }
-            Event::TaskCreated { key, node, task } => {
-                put("event", json!("task_created"));
-                put("element", json!(el(node)));
-                put("task", json!(key));
-                put("due", task.due.map(|d| json!(self.fmt_ts(d))).unwrap_or(Json::Null));
-                put("candidate_groups", json!(task.candidate_groups));
-                put("assignee", task.assignee.as_ref().map(|a| json!(a)).unwrap_or(Json::Null));
-            }
-            Event::TaskCompleted { node, .. } => {
-                put("event", json!("task_completed"));
-                put("element", json!(el(node)));
-            }
-            Event::JobCreated { node, job_type, .. } => {
-                put("event", json!("job_created"));
-                put("element", json!(el(node)));
-                put("type", json!(job_type));
-            }
-            Event::JobCompleted { node, .. } => {
-                put("event", json!("job_completed"));
-                put("element", json!(el(node)));
-            }
-            Event::EmailQueued { node, email, .. } => {
-                put("event", json!("email_queued"));
-                put("element", json!(el(node)));
-                put("to", json!(email.to));
-                put("subject", json!(email.subject));
-            }
-            Event::TimerScheduled { node, due, .. } => {
-                put("event", json!("timer_scheduled"));
-                put("element", json!(el(node)));
-                put("due", json!(self.fmt_ts(*due)));
-            }
-            Event::TimerFired { node, missed, .. } => {
-                put("event", json!("timer_fired"));
-                put("element", json!(el(node)));
-                if *missed > 0 {
-                    put("missed", json!(missed));
-                }
-            }
-            Event::TimerCancelled { node, .. } => {
-                put("event", json!("timer_cancelled"));
-                put("element", json!(el(node)));
-            }
-            Event::MessageSubscribed { node, name, correlation_key, .. } => {
-                put("event", json!("message_subscribed"));
-                put("element", json!(el(node)));
-                put("message", json!(name));
-                put("correlation_key", json!(correlation_key));
-            }
-            Event::MessageCorrelated { node, name, correlation_key, .. } => {
-                put("event", json!("message_correlated"));
-                put("element", json!(el(node)));
-                put("message", json!(name));
-                put("correlation_key", json!(correlation_key));
-            }
-            Event::SubscriptionClosed { node, .. } => {
-                put("event", json!("message_subscription_closed"));
-                put("element", json!(el(node)));
-            }
-            Event::ChildStarted { node, process, .. } => {
-                put("event", json!("child_started"));
-                put("element", json!(el(node)));
-                put("process", json!(process));
-            }
-            Event::ErrorThrown { node, code, caught_by } => {
-                put("event", json!("error_thrown"));
-                put("element", json!(el(node)));
-                put("code", json!(code));
-                put("caught_by", caught_by.as_ref().map(|n| json!(el(n))).unwrap_or(Json::Null));
-            }
-            Event::IncidentRaised { node, message, .. } => {
-                put("event", json!("incident"));
-                put("element", json!(el(node)));
-                put("message", json!(message));
-            }
-            Event::IncidentResolved { .. } => put("event", json!("incident_resolved")),
-            Event::SlaExtended { deadline, reason, .. } => {
-                put("event", json!("sla_extended"));
-                put("deadline", json!(self.fmt_ts(*deadline)));
-                put("reason", json!(reason));
-            }
-            Event::SlaPaused { reason } => {
-                put("event", json!("sla_paused"));
-                put("reason", json!(reason));
-            }
-            Event::SlaResumed { deadline, .. } => {
-                put("event", json!("sla_resumed"));
-                put("deadline", json!(self.fmt_ts(*deadline)));
-            }
-            Event::InstanceCompleted => {
-                put("event", json!("instance_completed"));
-                let vars = live.and_then(|l| l.state.vars(runtime::ROOT)).cloned().unwrap_or_default();
-                put("variables", Json::Object(vars));
-            }
-            Event::InstanceCancelled { reason } => {
-                put("event", json!("instance_cancelled"));
-                put("reason", json!(reason));
-            }
-            Event::TokenWaiting { .. }
-            | Event::JoinFired { .. }
-            | Event::VariablesSet { .. }
-            | Event::MultiInstanceStarted { .. }
-            | Event::MultiInstanceProgress { .. } => return None,
-        }
+        let final_vars = live.and_then(|l| l.state.vars(runtime::ROOT));
+        let mut line = render_event(live.map(|l| &l.def), event, at, self.tz, final_vars, &|key| json!(key))?;
         if id != "1" {
             line.insert("instance".into(), json!(id));
         }
@@ -644,4 +512,158 @@ impl Simulation<'_> {
         self.now = target;
         Ok(())
     }
+}
+
+/// Renders one event as a line of the trace vocabulary (DESIGN §6) — the one renderer of the
+/// simulator and of the HTTP history. `None` for bookkeeping events the trace leaves out (joins,
+/// variable writes, multi-instance progress). Times are shown in `tz`; `final_vars` are shown on
+/// `instance_completed`; `task_id` names a task (the simulator prints its key, the HTTP history
+/// the task's API id).
+pub fn render_event(
+    def: Option<&ProcessDef>,
+    event: &Event,
+    at: Ts,
+    tz: chrono_tz::Tz,
+    final_vars: Option<&Vars>,
+    task_id: &dyn Fn(Key) -> Json,
+) -> Option<TraceLine> {
+    let fmt = |t: Ts| t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let el = |node: &u32| {
+        def.filter(|d| (*node as usize) < d.process().nodes.len())
+            .map(|d| d.node_id(*node).to_string())
+            .unwrap_or_default()
+    };
+    let mut line = Map::new();
+    line.insert("at".into(), json!(fmt(at)));
+    let mut put = |k: &str, v: Json| {
+        line.insert(k.to_string(), v);
+    };
+    match event {
+        Event::InstanceStarted { process, business_key, deadline, .. } => {
+            put("event", json!("instance_started"));
+            put("process", json!(process));
+            if let Some(bk) = business_key {
+                put("business_key", json!(bk));
+            }
+            if let Some(d) = deadline {
+                put("deadline", json!(fmt(*d)));
+            }
+        }
+        Event::ElementEntered { node, .. } => {
+            put("event", json!("element_entered"));
+            put("element", json!(el(node)));
+        }
+        Event::ElementCompleted { node, .. } => {
+            put("event", json!("element_completed"));
+            put("element", json!(el(node)));
+        }
+        Event::ElementTerminated { node, .. } => {
+            put("event", json!("element_terminated"));
+            put("element", json!(el(node)));
+        }
+        Event::TaskCreated { key, node, task } => {
+            put("event", json!("task_created"));
+            put("element", json!(el(node)));
+            put("task", task_id(*key));
+            put("due", task.due.map(|d| json!(fmt(d))).unwrap_or(Json::Null));
+            put("candidate_groups", json!(task.candidate_groups));
+            put("assignee", task.assignee.as_ref().map(|a| json!(a)).unwrap_or(Json::Null));
+        }
+        Event::TaskCompleted { node, .. } => {
+            put("event", json!("task_completed"));
+            put("element", json!(el(node)));
+        }
+        Event::JobCreated { node, job_type, .. } => {
+            put("event", json!("job_created"));
+            put("element", json!(el(node)));
+            put("type", json!(job_type));
+        }
+        Event::JobCompleted { node, .. } => {
+            put("event", json!("job_completed"));
+            put("element", json!(el(node)));
+        }
+        Event::EmailQueued { node, email, .. } => {
+            put("event", json!("email_queued"));
+            put("element", json!(el(node)));
+            put("to", json!(email.to));
+            put("subject", json!(email.subject));
+        }
+        Event::TimerScheduled { node, due, .. } => {
+            put("event", json!("timer_scheduled"));
+            put("element", json!(el(node)));
+            put("due", json!(fmt(*due)));
+        }
+        Event::TimerFired { node, missed, .. } => {
+            put("event", json!("timer_fired"));
+            put("element", json!(el(node)));
+            if *missed > 0 {
+                put("missed", json!(missed));
+            }
+        }
+        Event::TimerCancelled { node, .. } => {
+            put("event", json!("timer_cancelled"));
+            put("element", json!(el(node)));
+        }
+        Event::MessageSubscribed { node, name, correlation_key, .. } => {
+            put("event", json!("message_subscribed"));
+            put("element", json!(el(node)));
+            put("message", json!(name));
+            put("correlation_key", json!(correlation_key));
+        }
+        Event::MessageCorrelated { node, name, correlation_key, .. } => {
+            put("event", json!("message_correlated"));
+            put("element", json!(el(node)));
+            put("message", json!(name));
+            put("correlation_key", json!(correlation_key));
+        }
+        Event::SubscriptionClosed { node, .. } => {
+            put("event", json!("message_subscription_closed"));
+            put("element", json!(el(node)));
+        }
+        Event::ChildStarted { node, process, .. } => {
+            put("event", json!("child_started"));
+            put("element", json!(el(node)));
+            put("process", json!(process));
+        }
+        Event::ErrorThrown { node, code, caught_by } => {
+            put("event", json!("error_thrown"));
+            put("element", json!(el(node)));
+            put("code", json!(code));
+            put("caught_by", caught_by.as_ref().map(|n| json!(el(n))).unwrap_or(Json::Null));
+        }
+        Event::IncidentRaised { node, message, .. } => {
+            put("event", json!("incident"));
+            put("element", json!(el(node)));
+            put("message", json!(message));
+        }
+        Event::IncidentResolved { .. } => put("event", json!("incident_resolved")),
+        Event::SlaExtended { deadline, reason, .. } => {
+            put("event", json!("sla_extended"));
+            put("deadline", json!(fmt(*deadline)));
+            put("reason", json!(reason));
+        }
+        Event::SlaPaused { reason } => {
+            put("event", json!("sla_paused"));
+            put("reason", json!(reason));
+        }
+        Event::SlaResumed { deadline, .. } => {
+            put("event", json!("sla_resumed"));
+            put("deadline", json!(fmt(*deadline)));
+        }
+        Event::InstanceCompleted => {
+            put("event", json!("instance_completed"));
+            let vars = final_vars.cloned().unwrap_or_default();
+            put("variables", Json::Object(vars));
+        }
+        Event::InstanceCancelled { reason } => {
+            put("event", json!("instance_cancelled"));
+            put("reason", json!(reason));
+        }
+        Event::TokenWaiting { .. }
+        | Event::JoinFired { .. }
+        | Event::VariablesSet { .. }
+        | Event::MultiInstanceStarted { .. }
+        | Event::MultiInstanceProgress { .. } => return None,
+    }
+    Some(line)
 }
