@@ -351,17 +351,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Deletes a timer row whose instance no longer has the timer (fired or cancelled).
-    pub async fn drop_timer(&self, instance: &str, key: u32) -> Result<()> {
-        on_pool!(&self.pool, |c| sqlx::query("DELETE FROM timers WHERE instance_id = $1 AND timer_key = $2")
-            .bind(instance)
-            .bind(i64::from(key))
-            .execute(c)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
 }
 
 fn due_before_clause(due_before: Option<i64>, alias: &str) -> String {
@@ -537,23 +526,6 @@ impl DefinitionRow {
     }
 }
 
-/// A new task row (from a `TaskCreated` event).
-#[derive(Debug, Clone)]
-pub struct NewTask<'a> {
-    pub id: &'a str,
-    pub instance_id: &'a str,
-    pub task_key: u32,
-    pub definition_key: &'a str,
-    pub element_id: &'a str,
-    pub name: Option<&'a str>,
-    pub assignee: Option<&'a str>,
-    pub candidate_groups: &'a [String],
-    pub candidate_users: &'a [String],
-    pub due: Option<Ts>,
-    pub priority: Option<i64>,
-    pub created_at: Ts,
-}
-
 // ---- writes inside transactions -----------------------------------------------------------
 
 impl Tx {
@@ -584,32 +556,6 @@ impl Tx {
         row.map(InstanceRow::from_tuple).transpose()
     }
 
-    /// Inserts a new instance (rev 1).
-    pub async fn insert_instance(&mut self, row: &InstanceWrite<'_>) -> Result<()> {
-        on!(self, |c| {
-            sqlx::query(
-            "INSERT INTO instances (id, definition_key, version, business_key, status, incident, rev, state, parent_id, \
-             started_at, ended_at, deadline, history_len) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12)"
-        )
-        .bind(row.id)
-        .bind(row.definition_key)
-        .bind(row.version)
-        .bind(row.business_key)
-        .bind(row.status)
-        .bind(i64::from(row.incident))
-        .bind(&row.state)
-        .bind(row.parent_id)
-        .bind(ms(row.started_at))
-        .bind(row.ended_at.map(ms))
-        .bind(row.deadline.map(ms))
-        .bind(row.history_len)
-        .execute(c)
-        .await?
-        .rows_affected()
-        });
-        Ok(())
-    }
-
     /// Updates an instance if it is still at `expected_rev`; false means another writer won.
     pub async fn update_instance(&mut self, row: &InstanceWrite<'_>, expected_rev: i64) -> Result<bool> {
         let done = on!(self, |c| {
@@ -632,79 +578,6 @@ impl Tx {
         Ok(done == 1)
     }
 
-    pub async fn append_history(&mut self, instance: &str, seq: i64, at: Ts, events: &str) -> Result<()> {
-        on!(self, |c| sqlx::query("INSERT INTO history (instance_id, seq, at, events) VALUES ($1, $2, $3, $4)")
-            .bind(instance)
-            .bind(seq)
-            .bind(ms(at))
-            .bind(events)
-            .execute(c)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
-
-    pub async fn insert_task(&mut self, t: &NewTask<'_>) -> Result<()> {
-        let groups = t.candidate_groups.join(",");
-        let users = t.candidate_users.join(",");
-        on!(self, |c| sqlx::query(
-            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
-             candidate_groups, candidate_users, due, priority, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $10, $11, $12)"
-        )
-        .bind(t.id)
-        .bind(t.instance_id)
-        .bind(i64::from(t.task_key))
-        .bind(t.definition_key)
-        .bind(t.element_id)
-        .bind(t.name)
-        .bind(t.assignee)
-        .bind(&groups)
-        .bind(&users)
-        .bind(t.due.map(ms))
-        .bind(t.priority)
-        .bind(ms(t.created_at))
-        .execute(c)
-        .await?
-        .rows_affected());
-        for group in t.candidate_groups {
-            on!(self, |c| {
-                sqlx::query(
-                "INSERT INTO task_groups (group_name, task_id, state, due_sort, created_at) VALUES ($1, $2, 'open', $3, $4)"
-            )
-            .bind(group)
-            .bind(t.id)
-            .bind(t.due.map(ms).unwrap_or(i64::MAX))
-            .bind(ms(t.created_at))
-            .execute(c)
-            .await?
-            .rows_affected()
-            });
-        }
-        Ok(())
-    }
-
-    /// Moves an open task to `completed` or `cancelled`.
-    pub async fn close_task(&mut self, id: &str, state: &str, at: Ts, by: Option<&str>) -> Result<()> {
-        on!(self, |c| sqlx::query(
-            "UPDATE tasks SET state = $2, completed_at = $3, completed_by = $4 WHERE id = $1 AND state = 'open'"
-        )
-        .bind(id)
-        .bind(state)
-        .bind(ms(at))
-        .bind(by)
-        .execute(c)
-        .await?
-        .rows_affected());
-        on!(self, |c| sqlx::query("UPDATE task_groups SET state = $2 WHERE task_id = $1")
-            .bind(id)
-            .bind(state)
-            .execute(c)
-            .await?
-            .rows_affected());
-        Ok(())
-    }
-
     pub async fn cancel_open_tasks(&mut self, instance: &str, at: Ts) -> Result<()> {
         on!(self, |c| sqlx::query(
             "UPDATE task_groups SET state = 'cancelled' WHERE state = 'open' AND task_id IN \
@@ -719,31 +592,6 @@ impl Tx {
         )
         .bind(instance)
         .bind(ms(at))
-        .execute(c)
-        .await?
-        .rows_affected());
-        Ok(())
-    }
-
-    /// Changes who a task is assigned to (claim, unclaim, assign). False: not open.
-    pub async fn set_assignee(&mut self, id: &str, assignee: Option<&str>) -> Result<bool> {
-        let n = on!(self, |c| sqlx::query("UPDATE tasks SET assignee = $2 WHERE id = $1 AND state = 'open'")
-            .bind(id)
-            .bind(assignee)
-            .execute(c)
-            .await?
-            .rows_affected());
-        Ok(n == 1)
-    }
-
-    pub async fn insert_timer(&mut self, instance: &str, key: u32, due: Ts) -> Result<()> {
-        on!(self, |c| sqlx::query(
-            "INSERT INTO timers (instance_id, timer_key, due) VALUES ($1, $2, $3) \
-             ON CONFLICT (instance_id, timer_key) DO UPDATE SET due = $3, lease_owner = NULL, lease_until = NULL"
-        )
-        .bind(instance)
-        .bind(i64::from(key))
-        .bind(ms(due))
         .execute(c)
         .await?
         .rows_affected());
@@ -770,41 +618,6 @@ impl Tx {
         ] {
             on!(self, |c| sqlx::query(sql).bind(instance).execute(c).await?.rows_affected());
         }
-        Ok(())
-    }
-
-    pub async fn insert_subscription(
-        &mut self,
-        instance: &str,
-        key: u32,
-        name: &str,
-        correlation_key: &str,
-        at: Ts,
-    ) -> Result<()> {
-        on!(self, |c| {
-            sqlx::query(
-            "INSERT INTO subscriptions (instance_id, sub_key, name, correlation_key, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (instance_id, sub_key) DO NOTHING"
-        )
-        .bind(instance)
-        .bind(i64::from(key))
-        .bind(name)
-        .bind(correlation_key)
-        .bind(ms(at))
-        .execute(c)
-        .await?
-        .rows_affected()
-        });
-        Ok(())
-    }
-
-    pub async fn delete_subscription(&mut self, instance: &str, key: u32) -> Result<()> {
-        on!(self, |c| sqlx::query("DELETE FROM subscriptions WHERE instance_id = $1 AND sub_key = $2")
-            .bind(instance)
-            .bind(i64::from(key))
-            .execute(c)
-            .await?
-            .rows_affected());
         Ok(())
     }
 
@@ -861,72 +674,6 @@ impl Tx {
         let Some((id, variables)) = row else { return Ok(None) };
         on!(self, |c| sqlx::query("DELETE FROM messages WHERE id = $1").bind(&id).execute(c).await?.rows_affected());
         Ok(Some(variables))
-    }
-
-    pub async fn insert_job(
-        &mut self,
-        id: &str,
-        instance: &str,
-        key: u32,
-        job_type: &str,
-        payload: &str,
-        now: Ts,
-    ) -> Result<()> {
-        on!(self, |c| sqlx::query(
-            "INSERT INTO jobs (id, instance_id, job_key, job_type, payload, state, due, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6) ON CONFLICT (id) DO NOTHING"
-        )
-        .bind(id)
-        .bind(instance)
-        .bind(i64::from(key))
-        .bind(job_type)
-        .bind(payload)
-        .bind(ms(now))
-        .execute(c)
-        .await?
-        .rows_affected());
-        Ok(())
-    }
-
-    pub async fn insert_outbox(
-        &mut self,
-        id: &str,
-        instance: &str,
-        key: u32,
-        message_id: &str,
-        payload: &str,
-        now: Ts,
-    ) -> Result<()> {
-        on!(self, |c| sqlx::query(
-            "INSERT INTO outbox (id, instance_id, job_key, message_id, payload, state, due, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6) ON CONFLICT (id) DO NOTHING"
-        )
-        .bind(id)
-        .bind(instance)
-        .bind(i64::from(key))
-        .bind(message_id)
-        .bind(payload)
-        .bind(ms(now))
-        .execute(c)
-        .await?
-        .rows_affected());
-        Ok(())
-    }
-
-    /// Marks a job or email of an element finished (its outcome reached the instance).
-    pub async fn finish_job(&mut self, instance: &str, key: u32, state: &str) -> Result<()> {
-        for table in ["jobs", "outbox"] {
-            let sql =
-                format!("UPDATE {table} SET state = $3 WHERE instance_id = $1 AND job_key = $2 AND state <> 'sent'");
-            on!(self, |c| sqlx::query(&sql)
-                .bind(instance)
-                .bind(i64::from(key))
-                .bind(state)
-                .execute(c)
-                .await?
-                .rows_affected());
-        }
-        Ok(())
     }
 
     /// Every instance as (id, business key, status), for consistency checks.
@@ -992,16 +739,6 @@ impl Tx {
         .fetch_optional(c)
         .await?);
         Ok(row)
-    }
-
-    pub async fn definition(&mut self, key: &str, version: i64) -> Result<Option<String>> {
-        let row: Option<(String,)> =
-            on!(self, |c| sqlx::query_as("SELECT xml FROM definitions WHERE key = $1 AND version = $2")
-                .bind(key)
-                .bind(version)
-                .fetch_optional(c)
-                .await?);
-        Ok(row.map(|r| r.0))
     }
 
     pub async fn insert_definition(&mut self, d: &NewDefinition<'_>) -> Result<()> {
