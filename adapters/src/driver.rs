@@ -733,16 +733,10 @@ impl Batch<'_> {
             && let reglament_engine::model::TimerValue::Literal(reglament_engine::timer::TimerSpec::Cycle(c)) =
                 &td.value
         {
-            let mut n = fired as u32 + 1;
-            let mut candidate = c.next_after(due, n, def.tz);
-            while let Some(t) = candidate
-                && t <= self.now
-            {
-                missed += 1;
-                n += 1;
-                candidate = c.next_after(t, n, def.tz);
-            }
-            next = candidate;
+            // The engine's misfire policy, so instance cycles and start events count alike.
+            let (following, skipped) = c.next_after_late(due, self.now, fired as u32 + 1, def.tz);
+            next = following;
+            missed = i64::from(skipped);
         }
         if missed > 0 {
             warn!(

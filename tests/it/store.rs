@@ -350,6 +350,34 @@ async fn stale_revisions_are_refused(db: TestDb) {
     db.drop_db().await;
 }
 
+async fn a_late_timer_start_event_fires_once_and_counts_the_missed(db: TestDb) {
+    let rt = runtime(&db).await;
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="urn:t">
+  <process id="hourly" isExecutable="true">
+    <startEvent id="tick"><timerEventDefinition><timeCycle>R/PT1H</timeCycle></timerEventDefinition></startEvent>
+    <sequenceFlow id="f" sourceRef="tick" targetRef="e" /><endEvent id="e" />
+  </process>
+</definitions>"#;
+    rt.deploy(xml.as_bytes(), None).await.unwrap();
+    // The engine was down for three and a half hours: the timer is long overdue.
+    let late = reglament::store::ms(chrono::Utc::now() - chrono::Duration::minutes(210));
+    let mut tx = rt.store().begin().await.unwrap();
+    tx.execute_sql(&format!("UPDATE start_timers SET due = {late}")).await.unwrap();
+    tx.commit().await.unwrap();
+    let fired = rt.submit(Op::FireStartTimer { definition: "hourly".into(), element: "tick".into() }).await.unwrap();
+    assert!(matches!(fired, Outcome::Started { .. }), "{fired:?}");
+    let again = rt.submit(Op::FireStartTimer { definition: "hourly".into(), element: "tick".into() }).await.unwrap();
+    assert_eq!(again, Outcome::Stale, "fired once, not once per missed hour");
+    let mut tx = rt.store().begin().await.unwrap();
+    let (_, due, fired) = tx.start_timer("hourly", "tick").await.unwrap().expect("the cycle goes on");
+    tx.rollback().await.unwrap();
+    assert!(due > chrono::Utc::now(), "the next firing is after now: {due}");
+    assert_eq!(fired, 1);
+    assert_eq!(rt.store().count(CountOf::Instances).await.unwrap(), 1);
+    db.drop_db().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -382,4 +410,5 @@ contract!(
     inbox_pages_with_a_keyset_cursor,
     concurrent_nodes_never_lose_a_command,
     stale_revisions_are_refused,
+    a_late_timer_start_event_fires_once_and_counts_the_missed,
 );
