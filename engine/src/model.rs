@@ -352,6 +352,24 @@ pub struct Task {
     /// `reglament:form`: the fields a user task's completion must carry.
     pub form: Vec<FormField>,
     pub priority: Option<Param>,
+    /// Script tasks: `reglament:slaExtension`, the instance's SLA extended when the task runs.
+    pub sla_extension: Option<SlaExtension>,
+}
+
+/// `<reglament:slaExtension duration="=extensionGranted" reason="=extensionReason"
+/// deadlineVariable="answerDeadline"/>` on a script task: when the task runs (after its script
+/// result is set) the instance's SLA deadline is extended by `duration` — an ISO 8601 duration,
+/// or FEEL giving one or a whole number of days — counted in `time` (default `calendar`: from
+/// the term's last day before its move off a day off, 8-FZ art. 18 part 6). The new deadline is
+/// written to `deadlineVariable` when one is named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaExtension {
+    pub duration: Param,
+    pub time: TimeBasis,
+    pub calendar: Option<String>,
+    pub reason: Option<Param>,
+    pub deadline_variable: Option<String>,
+    pub pos: Pos,
 }
 
 impl Task {
@@ -373,6 +391,7 @@ impl Task {
             form_key: None,
             form: Vec::new(),
             priority: None,
+            sla_extension: None,
         }
     }
 

@@ -985,6 +985,9 @@ impl Parser {
             (Ns::Reglament, "form", NodeKind::Task(task)) if task.kind == TaskKind::User => {
                 task.form = self.form(ext, id);
             }
+            (Ns::Reglament, "slaExtension", NodeKind::Task(task)) if task.kind == TaskKind::Script => {
+                task.sla_extension = self.sla_extension(ext, id);
+            }
             (
                 Ns::Reglament,
                 "timer",
@@ -992,6 +995,34 @@ impl Parser {
             ) => {}
             _ => self.extension_elsewhere(ext, id),
         }
+    }
+
+    fn sla_extension(&mut self, ext: &XmlElement, id: &str) -> Option<SlaExtension> {
+        let Some(duration) = self.param(ext.attr("duration"), id) else {
+            self.error(
+                Code::Missing,
+                ext.pos,
+                Some(id),
+                "<reglament:slaExtension> needs a duration: ISO 8601 (P15D) or FEEL giving one or a number of days",
+            );
+            return None;
+        };
+        if let (Param::Static(text), Some(attr)) = (&duration, ext.attr("duration"))
+            && let Err(e) = IsoDuration::parse(text)
+        {
+            self.error(Code::BadTimer, attr.pos, Some(id), e);
+            return None;
+        }
+        let time = self.time_basis(ext, id, TimeBasis::Calendar)?;
+        let reason = self.param(ext.attr("reason"), id);
+        Some(SlaExtension {
+            duration,
+            time,
+            calendar: ext.attr_value("calendar").map(str::to_owned),
+            reason,
+            deadline_variable: ext.attr_value("deadlineVariable").filter(|v| !v.is_empty()).map(str::to_owned),
+            pos: ext.pos,
+        })
     }
 
     fn form(&mut self, ext: &XmlElement, id: &str) -> Vec<FormField> {

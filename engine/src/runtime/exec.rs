@@ -11,6 +11,7 @@ use super::terms::{self, compute_term};
 use super::*;
 use crate::feel::{Expr, Vars};
 use crate::model::*;
+use crate::timer::IsoDuration;
 use crate::timer::TimerSpec;
 use chrono::NaiveDate;
 
@@ -776,6 +777,9 @@ impl<'a> Exec<'a> {
                 if let Some(name) = &task.result_variable {
                     vars.insert(name.clone(), value);
                 }
+                if let Some(ext) = &task.sla_extension {
+                    self.extend_sla_from_model(ext, key, &mut vars)?;
+                }
                 self.leave(key, Some(vars));
                 Ok(())
             }
@@ -803,6 +807,56 @@ impl<'a> Exec<'a> {
             }
             TaskKind::BusinessRule => Err(Failure("business rule tasks cannot be executed".into())),
         }
+    }
+
+    /// `reglament:slaExtension`: extends the SLA as [`Command::ExtendSla`] does, with the
+    /// duration and reason evaluated over the task's variables and its script result.
+    fn extend_sla_from_model(&mut self, ext: &SlaExtension, key: Key, vars: &mut Vars) -> Result<(), Failure> {
+        let lookup = |name: &str| vars.get(name).cloned().or_else(|| self.st.lookup(key, name));
+        let eval = |p: &Param| -> Result<Json, Failure> {
+            match p {
+                Param::Static(s) => Ok(Json::String(s.clone())),
+                Param::Feel(e) => e.eval_at(&lookup, Some(self.clock())).map_err(|e| Failure(e.message)),
+            }
+        };
+        let duration = match eval(&ext.duration)? {
+            Json::String(s) => {
+                IsoDuration::parse(&s).map_err(|e| Failure(format!("reglament:slaExtension duration `{s}`: {e}")))?
+            }
+            Json::Number(n) => match n.as_u64() {
+                Some(days) if days > 0 => IsoDuration::parse(&format!("P{days}D")).map_err(Failure)?,
+                _ => {
+                    return Err(Failure(format!(
+                        "reglament:slaExtension duration {n} is not a positive whole number of days"
+                    )));
+                }
+            },
+            other => {
+                return Err(Failure(format!(
+                    "reglament:slaExtension duration must be an ISO 8601 duration or a number of days, not {other}"
+                )));
+            }
+        };
+        let reason = match &ext.reason {
+            Some(p) => match eval(p)? {
+                Json::String(s) => s,
+                Json::Null => String::new(),
+                other => other.to_string(),
+            },
+            None => String::new(),
+        };
+        let sla = self
+            .st
+            .sla
+            .clone()
+            .ok_or_else(|| Failure("reglament:slaExtension: the process has no reglament:sla to extend".into()))?;
+        let term = Term { duration, time: ext.time, calendar: ext.calendar.clone(), pos: ext.pos };
+        let (deadline, last_day) = self.extended_deadline(&sla, &term).map_err(|r| Failure(r.to_string()))?;
+        self.emit(Event::SlaExtended { deadline, reason, last_day });
+        if let Some(name) = &ext.deadline_variable {
+            vars.insert(name.clone(), Json::String(deadline.with_timezone(&self.def.tz).to_rfc3339()));
+        }
+        Ok(())
     }
 
     fn task_info(&self, task: &Task, key: Key) -> Result<TaskInfo, Failure> {
