@@ -15,7 +15,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use reglament_engine::feel::Vars;
 use reglament_engine::model::{NodeKind, TaskKind, Trigger};
 use reglament_engine::runtime::{
@@ -26,6 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::clock::Clock;
 use crate::row;
 use crate::store::writes::Writes;
 use crate::store::{self, Store, StoreError, Ts, Tx, codec};
@@ -119,6 +119,8 @@ pub struct DriverConfig {
     pub default_tz: chrono_tz::Tz,
     /// This node's name, used as lease owner.
     pub node: String,
+    /// The time commands run at (the system clock unless controlled).
+    pub clock: Arc<Clock>,
 }
 
 impl Default for DriverConfig {
@@ -128,6 +130,7 @@ impl Default for DriverConfig {
             max_delay: Duration::from_millis(0),
             default_tz: chrono_tz::Europe::Astrakhan,
             node: format!("node-{}", uuid::Uuid::now_v7().simple()),
+            clock: Arc::new(Clock::system()),
         }
     }
 }
@@ -209,6 +212,15 @@ impl Runtime {
 
     pub fn node(&self) -> &str {
         &self.inner.config.node
+    }
+
+    /// The server's time now (see [`crate::clock`]).
+    pub fn now(&self) -> Ts {
+        self.inner.config.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.config.clock
     }
 
     pub fn default_tz(&self) -> chrono_tz::Tz {
@@ -336,7 +348,7 @@ impl Runtime {
         let mut b = Batch {
             rt: self,
             tx,
-            now: Utc::now(),
+            now: self.now(),
             work: Vec::new(),
             index: HashMap::new(),
             follow: VecDeque::new(),
@@ -384,7 +396,7 @@ impl Runtime {
             return Err(DeployError::Invalid(diags));
         }
         let hash = format!("{:x}", Sha256::digest(xml));
-        let now = Utc::now();
+        let now = self.now();
         let mut tx = self.inner.store.begin().await.map_err(DeployError::Store)?;
         let mut out = Vec::new();
         for process in defs.executable_processes() {

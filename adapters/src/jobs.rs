@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, TimeZone};
 use reglament_engine::runtime::Command;
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
@@ -35,7 +35,7 @@ pub async fn run(rt: Runtime, lease: Duration, mut shutdown: watch::Receiver<boo
         if *shutdown.borrow() {
             break;
         }
-        let now = Utc::now();
+        let now = rt.now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
         match rt.store().lease_due_jobs(rt.node(), now, until, 20).await {
             Ok(jobs) if !jobs.is_empty() => {
@@ -48,7 +48,7 @@ pub async fn run(rt: Runtime, lease: Duration, mut shutdown: watch::Receiver<boo
             Err(e) => warn!(error = %e, "cannot take jobs; retrying"),
         }
         let sleep = match rt.store().next_job_due().await {
-            Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(5)),
+            Ok(Some(next)) => (next - rt.now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(5)),
             _ => Duration::from_secs(5),
         };
         tokio::select! {
@@ -88,14 +88,18 @@ async fn run_one(rt: &Runtime, job: LeasedJob) {
         "report" => report(rt, &variables).await,
         other => Err(JobError::Permanent(format!("job type `{other}` has no worker in this engine"))),
     };
+    let failed = matches!(outcome, Err(JobError::Permanent(_)));
     let command = match outcome {
         Ok(vars) => Command::CompleteJob { job: job.job_key, variables: vars },
-        Err(JobError::Permanent(message)) => Command::FailJob { job: job.job_key, message, retryable: false },
+        Err(JobError::Permanent(message)) => {
+            warn!(job = %job.id, job_type = %job.job_type, error = %message, "job failed; the task gets an incident");
+            Command::FailJob { job: job.job_key, message, retryable: false }
+        }
         Err(JobError::Temporary(message)) => {
             let backoff = Duration::from_secs(2u64.saturating_pow(job.attempts.clamp(1, 10) as u32))
                 .min(Duration::from_secs(600));
             warn!(job = %job.id, attempts = job.attempts, error = %message, "job failed; it will be retried");
-            let due = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
+            let due = rt.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
             if let Err(e) = rt.store().retry_job_later(&job.id, due, &message).await {
                 warn!(job = %job.id, error = %e, "cannot reschedule the job; its lease will expire");
             }
@@ -103,6 +107,7 @@ async fn run_one(rt: &Runtime, job: LeasedJob) {
         }
     };
     match rt.submit(Op::Instance { id: job.instance_id.clone(), command }).await {
+        Ok(_) if failed => {}
         Ok(_) => info!(job = %job.id, job_type = %job.job_type, "job done"),
         // The instance moved on (cancelled, the element terminated): nothing waits for it.
         Err(e) => warn!(job = %job.id, error = %e, "job outcome not accepted"),
@@ -119,11 +124,43 @@ async fn registry_update(
         .get(name)
         .and_then(Json::as_object)
         .ok_or_else(|| JobError::Permanent(format!("variable `{name}` with the registry change is missing")))?;
+    let action = change.get("action").and_then(Json::as_str).unwrap_or("modify");
+    if action == "actualize" {
+        // The six-monthly actualization (order 1367-r, p. 11): the entries it changes, if any,
+        // then every entry of the registry is marked as actualized now.
+        let entries = change.get("entries").and_then(Json::as_array).cloned().unwrap_or_default();
+        for (i, entry) in entries.iter().enumerate() {
+            let entry = entry
+                .as_object()
+                .ok_or_else(|| JobError::Permanent(format!("`{name}.entries[{i}]` is not an object")))?;
+            apply_registry_change(rt, &format!("{name}.entries[{i}]"), entry, "modify").await?;
+        }
+        let touched = rt.store().actualize_registry(rt.now()).await?;
+        let mut out = serde_json::Map::new();
+        out.insert("registryUpdated".into(), json!(true));
+        out.insert("registryActualizedEntries".into(), json!(touched));
+        out.insert("registryUpdatedAt".into(), json!(rt.now().with_timezone(&rt.default_tz()).to_rfc3339()));
+        return Ok(out);
+    }
+    apply_registry_change(rt, name, change, "modify").await?;
+    let mut out = serde_json::Map::new();
+    out.insert("registryUpdated".into(), json!(true));
+    out.insert("registryUpdatedAt".into(), json!(rt.now().with_timezone(&rt.default_tz()).to_rfc3339()));
+    Ok(out)
+}
+
+/// One registry change `{processId, action, fields}`.
+async fn apply_registry_change(
+    rt: &Runtime,
+    name: &str,
+    change: &serde_json::Map<String, Json>,
+    default_action: &str,
+) -> Result<(), JobError> {
     let key = change.get("processId").and_then(Json::as_str).filter(|k| !k.trim().is_empty()).ok_or_else(|| {
         JobError::Permanent(format!("`{name}.processId` is missing: which process does the change concern?"))
     })?;
-    let action = change.get("action").and_then(Json::as_str).unwrap_or("modify");
-    if !matches!(action, "add" | "modify" | "remove" | "actualize") {
+    let action = change.get("action").and_then(Json::as_str).unwrap_or(default_action);
+    if !matches!(action, "add" | "modify" | "remove") {
         return Err(JobError::Permanent(format!(
             "`{name}.action` is `{action}`; expected add, modify, remove or actualize"
         )));
@@ -132,14 +169,14 @@ async fn registry_update(
         .get("fields")
         .and_then(Json::as_object)
         .map(|f| {
-            f.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect()
+            f.iter()
+                .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .collect()
         })
         .unwrap_or_default();
-    rt.store().change_registry(key, action, &fields, Utc::now()).await?;
-    let mut out = serde_json::Map::new();
-    out.insert("registryUpdated".into(), json!(true));
-    out.insert("registryUpdatedAt".into(), json!(Utc::now().with_timezone(&rt.default_tz()).to_rfc3339()));
-    Ok(out)
+    rt.store().change_registry(key, action, &fields, rt.now()).await?;
+    Ok(())
 }
 
 /// A date or date-time variable as an instant (dates at 00:00 in the engine's zone).
@@ -156,7 +193,7 @@ async fn report(
     variables: &serde_json::Map<String, Json>,
 ) -> Result<serde_json::Map<String, Json>, JobError> {
     let tz = rt.default_tz();
-    let now = Utc::now().with_timezone(&tz);
+    let now = rt.now().with_timezone(&tz);
     // Default period: the previous quarter.
     let quarter_start_month = (now.month0() / 3) * 3 + 1;
     let this_quarter = NaiveDate::from_ymd_opt(now.year(), quarter_start_month, 1).expect("valid date");
@@ -177,7 +214,7 @@ async fn report(
         entry.0 += 1;
         let late = match (f.deadline, f.ended_at) {
             (Some(d), Some(e)) => e > d,
-            (Some(d), None) => f.status == "active" && d < Utc::now(),
+            (Some(d), None) => f.status == "active" && d < rt.now(),
             _ => false,
         };
         if late {

@@ -2,6 +2,7 @@
 //! commands, storage, and (as they land) HTTP, email and scheduling.
 
 pub mod calendars;
+pub mod clock;
 pub mod driver;
 pub mod email;
 pub mod http;

@@ -16,7 +16,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -58,7 +57,7 @@ pub async fn run(rt: Runtime, config: SchedulerConfig, mut shutdown: watch::Rece
             continue;
         }
         let sleep = match rt.store().next_due().await {
-            Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(config.max_sleep),
+            Ok(Some(next)) => (next - rt.now()).to_std().unwrap_or(Duration::ZERO).min(config.max_sleep),
             Ok(None) => config.max_sleep,
             Err(e) => {
                 warn!(error = %e, "cannot read the next due time");
@@ -79,7 +78,7 @@ pub async fn run(rt: Runtime, config: SchedulerConfig, mut shutdown: watch::Rece
 
 /// One round: take and fire everything due now. Returns how many were fired.
 async fn round(rt: &Runtime, config: &SchedulerConfig) -> Result<usize, crate::store::StoreError> {
-    let now = Utc::now();
+    let now = rt.now();
     let lease = chrono::Duration::from_std(config.lease).unwrap_or(chrono::Duration::seconds(30));
     let timers = rt.store().lease_due_timers(rt.node(), now, now + lease, config.batch).await?;
     let starts = rt.store().lease_due_start_timers(rt.node(), now, now + lease).await?;

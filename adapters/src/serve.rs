@@ -11,9 +11,11 @@ use anyhow::Context;
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
+use crate::clock::Clock;
 use crate::driver::{DeployError, DriverConfig, Runtime};
 use crate::scheduler::SchedulerConfig;
 use crate::store::Store;
+use crate::store::directory::Directory;
 
 /// Settings from `reglament.toml` (all optional), overridden by the environment.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -41,6 +43,12 @@ pub struct Config {
     pub batch_delay_ms: Option<u64>,
     /// Database connections.
     pub pool_size: Option<u32>,
+    /// Lets admins move the clock forward (`POST /api/admin/clock`); for test and training
+    /// stands only (env `REGLAMENT_CLOCK_CONTROLLED=true`).
+    #[serde(default)]
+    pub clock_controlled: bool,
+    /// The organisation directory loaded on first start (default `DEFINITIONS/directory.toml`).
+    pub directory: Option<PathBuf>,
 }
 
 impl Config {
@@ -74,6 +82,16 @@ impl Config {
         }
         if let Some(v) = env("REGLAMENT_LEASE_SECONDS") {
             config.lease_seconds = Some(v.parse().context("REGLAMENT_LEASE_SECONDS must be a number of seconds")?);
+        }
+        if let Some(v) = env("REGLAMENT_CLOCK_CONTROLLED") {
+            config.clock_controlled = match v.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => anyhow::bail!("REGLAMENT_CLOCK_CONTROLLED must be true or false, not `{v}`"),
+            };
+        }
+        if let Some(v) = env("REGLAMENT_DIRECTORY") {
+            config.directory = Some(PathBuf::from(v));
         }
         Ok(config)
     }
@@ -109,6 +127,45 @@ fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     }
+}
+
+/// Loads the organisation directory from `path` when the database has none yet (first start).
+/// A broken file stops the server with every problem named; a missing one is only logged.
+pub async fn load_directory_on_first_start(rt: &Runtime, path: &Path) -> anyhow::Result<()> {
+    let store = rt.store();
+    if !store.directory_is_empty().await? {
+        return Ok(());
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            warn!(file = %path.display(), "no directory file; the directory stays empty (PUT /api/directory loads one)");
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read the directory {}", path.display())),
+    };
+    let directory: Directory =
+        toml::from_str(&text).with_context(|| format!("the directory {} is not valid TOML", path.display()))?;
+    let known = store.users().await?.into_iter().map(|u| u.login).collect();
+    let problems = directory.problems(&known);
+    if !problems.is_empty() {
+        anyhow::bail!("the directory {} is inconsistent; fix it:\n{}", path.display(), problems.join("\n"));
+    }
+    if let Err(e) = store.replace_directory(&directory, rt.now()).await {
+        // Another node starting at the same moment may have loaded it first.
+        if store.directory_is_empty().await? {
+            return Err(e).with_context(|| format!("cannot load the directory {}", path.display()));
+        }
+        return Ok(());
+    }
+    info!(
+        file = %path.display(),
+        people = directory.people.len(),
+        units = directory.units.len(),
+        roles = directory.roles.len(),
+        "directory loaded on first start"
+    );
+    Ok(())
 }
 
 /// Deploys every `.bpmn` of `dir`, in passes, so a file whose call activities target processes
@@ -173,10 +230,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_delay: Duration::from_millis(config.batch_delay_ms.unwrap_or(0)),
         default_tz,
         node: config.node.clone().unwrap_or_else(|| DriverConfig::default().node),
+        clock: std::sync::Arc::new(if config.clock_controlled { Clock::controlled() } else { Clock::system() }),
     };
+    if config.clock_controlled {
+        warn!(
+            "the clock is controlled: admins can move it forward (POST /api/clock); for test and training stands only"
+        );
+    }
     let rt = Runtime::start(store.clone(), reglament_engine::runtime::Env { calendars }, driver_config).await?;
     let deployed = deploy_folder(&rt, &defs_dir).await?;
     info!(definitions = deployed, folder = %defs_dir.display(), "definitions deployed");
+    let directory_file = config.directory.clone().unwrap_or_else(|| defs_dir.join("directory.toml"));
+    load_directory_on_first_start(&rt, &directory_file).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler_config = SchedulerConfig {

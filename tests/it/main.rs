@@ -10,6 +10,8 @@ mod definitions;
 mod email;
 mod http;
 mod jobs;
+mod mail;
+mod processes;
 mod scenarios;
 mod server;
 mod store;

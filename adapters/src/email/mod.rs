@@ -36,7 +36,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use lettre::message::Mailbox;
 use reglament_engine::runtime::Command;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -231,9 +230,9 @@ pub async fn run(rt: Runtime, config: EmailConfig, mut shutdown: watch::Receiver
         };
         let down = *d.server_down.lock().expect("server state");
         if let Some((until, _)) = down
-            && until > Utc::now()
+            && until > d.rt.now()
         {
-            let pause = (until - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let pause = (until - d.rt.now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
@@ -244,7 +243,7 @@ pub async fn run(rt: Runtime, config: EmailConfig, mut shutdown: watch::Receiver
             continue;
         }
         let sleep = match d.rt.store().next_outbox_due().await {
-            Ok(Some(next)) => (next - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(d.config.max_sleep),
+            Ok(Some(next)) => (next - d.rt.now()).to_std().unwrap_or(Duration::ZERO).min(d.config.max_sleep),
             Ok(None) => d.config.max_sleep,
             Err(e) => {
                 warn!(error = %e, "cannot read the next email due time");
@@ -281,7 +280,7 @@ struct Dispatcher {
 impl Dispatcher {
     /// Takes the due rows and works them off. Returns how many.
     async fn round(self: Arc<Self>, shutdown: &watch::Receiver<bool>) -> Result<usize, StoreError> {
-        let now = Utc::now();
+        let now = self.rt.now();
         let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60));
         let rows = self.rt.store().lease_outbox(self.rt.node(), now, now + lease, self.config.batch).await?;
         if rows.is_empty() {
@@ -308,7 +307,7 @@ impl Dispatcher {
     }
 
     fn server_is_down(&self) -> bool {
-        self.server_down.lock().expect("server state").is_some_and(|(until, _)| until > Utc::now())
+        self.server_down.lock().expect("server state").is_some_and(|(until, _)| until > self.rt.now())
     }
 
     async fn work(&self, row: OutboxRow, taken: tokio::time::Instant, stop: watch::Receiver<bool>) {
@@ -328,7 +327,7 @@ impl Dispatcher {
             Err(ComposeError::Permanent(reason)) => return self.reject(&row, &reason).await,
             Err(ComposeError::Store(e)) => {
                 warn!(email = %row.id, error = %e, "cannot read what the email needs; retrying");
-                let due = Utc::now() + chrono::Duration::seconds(1);
+                let due = self.rt.now() + chrono::Duration::seconds(1);
                 return self.record(OutboxMark::Retry { id: row.id, due, error: e.to_string() }).await;
             }
         };
@@ -344,7 +343,7 @@ impl Dispatcher {
             Ok(()) => {
                 *self.server_down.lock().expect("server state") = None;
                 COUNTERS.sent.fetch_add(1, Ordering::Relaxed);
-                if !self.record_durably(OutboxMark::Accepted { id: row.id.clone(), at: Utc::now() }).await {
+                if !self.record_durably(OutboxMark::Accepted { id: row.id.clone(), at: self.rt.now() }).await {
                     error!(email = %row.id, "sent, but the database did not record it; it may be sent again after the lease");
                     return;
                 }
@@ -358,7 +357,7 @@ impl Dispatcher {
                     self.note_server_down();
                 }
                 warn!(email = %row.id, attempt = row.attempts + 1, retry_in = ?delay, error = %message, "email not sent; will retry");
-                let due = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let due = self.rt.now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 self.record(OutboxMark::Retry { id: row.id, due, error: message }).await;
             }
             Err(SendError::Permanent(reason)) => {
@@ -375,7 +374,7 @@ impl Dispatcher {
             Some((_, pause)) => (pause * 2).min(self.config.retry_max),
             None => self.config.retry_min,
         };
-        let until = Utc::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+        let until = self.rt.now() + chrono::Duration::from_std(pause).unwrap_or_default();
         if down.is_none_or(|(u, _)| u < until) {
             *down = Some((until, pause));
         }
@@ -384,7 +383,7 @@ impl Dispatcher {
     async fn reject(&self, row: &OutboxRow, reason: &str) {
         COUNTERS.failed.fetch_add(1, Ordering::Relaxed);
         warn!(email = %row.id, instance = %row.instance_id, error = %reason, "email failed permanently; raising an incident");
-        let new_id = format!("{}!failed-{}", row.id, Utc::now().timestamp_millis());
+        let new_id = format!("{}!failed-{}", row.id, self.rt.now().timestamp_millis());
         let mark = OutboxMark::Rejected { id: row.id.clone(), new_id: new_id.clone(), error: reason.to_string() };
         if self.record_durably(mark).await {
             self.report_failed(&row.instance_id, row.job_key, &new_id, reason).await;

@@ -54,6 +54,11 @@ impl TokenCache {
         }
         entries.insert(hash, (user, Instant::now()));
     }
+
+    /// Forgets every resolved token (groups changed).
+    pub fn clear(&self) {
+        self.entries.lock().expect("token cache").clear();
+    }
 }
 
 /// A new API token: `rgl_` and 32 random bytes from the operating system, base64url.

@@ -5,7 +5,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use chrono::Utc;
 use reglament_engine::runtime::{Command, Retry};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -132,5 +131,5 @@ pub async fn resolve(
     state.runtime.submit(Op::Instance { id: id.clone(), command }).await?;
     let row = load(&state, &id).await?;
     let def = state.runtime.definition(&row.definition_key, row.version).await?;
-    Ok(Json(InstanceView::build(&row, &def, state.runtime.env(), Utc::now(), &state.base_url)))
+    Ok(Json(InstanceView::build(&row, &def, state.runtime.env(), state.runtime.now(), &state.base_url)))
 }

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use reglament_engine::runtime::Command;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -57,7 +56,7 @@ pub(super) async fn load(state: &AppState, id: &str) -> Result<InstanceRow, ApiE
 
 async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiError> {
     let def = state.runtime.definition(&row.definition_key, row.version).await?;
-    Ok(InstanceView::build(row, &def, state.runtime.env(), Utc::now(), &state.base_url))
+    Ok(InstanceView::build(row, &def, state.runtime.env(), state.runtime.now(), &state.base_url))
 }
 
 /// Starts an instance of the latest version of a definition. Any signed-in user may.

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
 use reglament_engine::timer::IsoDuration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -66,7 +65,7 @@ pub async fn publish(
                 errors: vec![FieldError { field: Some("timeToLive".into()), message }],
             };
             let d = IsoDuration::parse(text).map_err(bad)?;
-            let now = Utc::now();
+            let now = state.runtime.now();
             let until = d.add_to(now).ok_or_else(|| bad("слишком большой срок".into()))?;
             (until - now).num_milliseconds()
         }

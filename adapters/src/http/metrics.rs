@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use chrono::Utc;
 
 use super::AppState;
 use crate::store::CountOf;
@@ -72,7 +71,7 @@ fn label(value: &str) -> String {
 pub async fn render(state: &AppState) -> Result<String, crate::store::StoreError> {
     let store = state.runtime.store();
     let counters = state.runtime.counters();
-    let now = Utc::now();
+    let now = state.runtime.now();
     let open = store.count(CountOf::OpenTasks).await?;
     let overdue = store.count_overdue_tasks(now).await?;
     let active = store.count(CountOf::ActiveInstances).await?;

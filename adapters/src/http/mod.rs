@@ -14,7 +14,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod definitions;
+pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod history;
@@ -164,6 +166,8 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(admin::list, admin::create))
         .routes(routes!(admin::create_token))
         .routes(routes!(admin::groups))
+        .routes(routes!(directory::get, directory::replace))
+        .routes(routes!(clock::get, clock::change))
         .layer(DefaultBodyLimit::max(state.limits.json_body));
     let bpmn_routes =
         OpenApiRouter::new().routes(routes!(definitions::deploy)).layer(DefaultBodyLimit::max(state.limits.bpmn_body));

@@ -52,6 +52,9 @@ pub struct RegistryItem {
     pub links: Option<String>,
     pub digital: Option<String>,
     pub placement: Option<String>,
+    /// When a registry change or the last actualization touched this entry (UTC); null when
+    /// only the model's own metadata describes it.
+    pub updated_at: Option<String>,
 }
 
 impl RegistryItem {
@@ -73,6 +76,7 @@ impl RegistryItem {
             links: f("links"),
             digital: f("digital"),
             placement: f("placement"),
+            updated_at: (e.updated_at.timestamp_millis() > 0).then(|| e.updated_at.to_rfc3339()),
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -79,7 +78,7 @@ pub async fn sla(
     ApiQuery(p): ApiQuery<SlaParams>,
 ) -> Result<Json<SlaReport>, ApiError> {
     let tz = state.runtime.default_tz();
-    let now = Utc::now();
+    let now = state.runtime.now();
     let to = p.to.as_deref().map(|t| parse_instant(t, "to", tz)).transpose()?.unwrap_or(now);
     let from =
         p.from.as_deref().map(|t| parse_instant(t, "from", tz)).transpose()?.unwrap_or(to - chrono::Duration::days(30));

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use base64::Engine;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -141,7 +140,7 @@ pub async fn inbox(
     let mut due_before =
         p.due_before.as_deref().map(|t| parse_instant(t, "dueBefore", state.runtime.default_tz())).transpose()?;
     if p.overdue == Some(true) {
-        let now = Utc::now();
+        let now = state.runtime.now();
         due_before = Some(due_before.map_or(now, |d| d.min(now)));
     }
     let after = p.cursor.as_deref().map(|c| decode_cursor(c, sort)).transpose()?;

@@ -552,7 +552,7 @@ fn sla_from(t: SlaTuple) -> SlaRow {
 }
 
 impl Tx {
-    async fn replace_groups(&mut self, login: &str, groups: &[String]) -> Result<()> {
+    pub(super) async fn replace_groups(&mut self, login: &str, groups: &[String]) -> Result<()> {
         on!(self, |c| sqlx::query("DELETE FROM user_groups WHERE login = $1")
             .bind(login)
             .execute(c)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Pool, Result, Store, StoreError, Ts, from_ms, ms};
+use super::{Pool, Result, Store, StoreError, Ts, Tx, from_ms, ms};
 
 /// A job taken for running.
 #[derive(Debug, Clone)]
@@ -87,6 +87,28 @@ impl Store {
 
     /// Applies a change to one registry entry: `fields` merged in (`add`, `modify`,
     /// `actualize`), or the entry removed (`remove`).
+    /// Marks every entry of the registry — each deployed process and each process entered by a
+    /// change — as actualized at `now`. Returns how many entries there are.
+    pub async fn actualize_registry(&self, now: Ts) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        on!(&mut tx, |c| sqlx::query(
+            "INSERT INTO registry (definition_key, fields, updated_at) \
+             SELECT DISTINCT d.key, '{}', $1 FROM definitions d \
+             WHERE NOT EXISTS (SELECT 1 FROM registry r WHERE r.definition_key = d.key)"
+        )
+        .bind(ms(now))
+        .execute(c)
+        .await?
+        .rows_affected());
+        let n = on!(&mut tx, |c| sqlx::query("UPDATE registry SET updated_at = $1")
+            .bind(ms(now))
+            .execute(c)
+            .await?
+            .rows_affected());
+        tx.commit().await?;
+        Ok(n)
+    }
+
     pub async fn change_registry(
         &self,
         key: &str,

@@ -52,6 +52,7 @@ macro_rules! on_pool {
 // Submodules see the macros above (declared after them on purpose).
 pub mod auth;
 pub mod codec;
+pub mod directory;
 pub mod jobs;
 pub mod outbox;
 pub mod writes;

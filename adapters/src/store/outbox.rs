@@ -19,10 +19,6 @@
 //!
 //! Rows are taken with a lease, as timers are (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 use super::{Pool, Result, Store, TASK_COLUMNS, TaskRow, TaskTuple, Ts, Tx, from_ms, ms};
 
 /// One outbox row as the dispatcher sees it.
@@ -125,35 +121,6 @@ fn contacts(rows: Vec<ContactTuple>) -> Vec<Contact> {
     rows.into_iter()
         .map(|(login, name, email, disabled)| Contact { login, name, email, disabled: disabled != 0 })
         .collect()
-}
-
-/// A unit (подразделение) of the directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Unit {
-    pub id: String,
-    pub name: String,
-    /// The login of the unit's head.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
-    /// The unit this one belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// Logins of the people who work in it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<String>,
-}
-
-/// The organisation directory: units with their heads and members, and roles. Users (login,
-/// name, email, groups) are managed with `reglament users`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Directory {
-    #[serde(default)]
-    pub units: Vec<Unit>,
-    /// Role → logins holding it.
-    #[serde(default)]
-    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 impl Store {
@@ -346,108 +313,5 @@ impl Store {
         .fetch_all(c)
         .await?);
         Ok(rows.into_iter().map(|r| r.0).collect())
-    }
-
-    /// The whole directory.
-    pub async fn directory(&self) -> Result<Directory> {
-        let units: Vec<(String, String, Option<String>, Option<String>)> =
-            on_pool!(&self.pool, |c| sqlx::query_as("SELECT id, name, head_login, parent_id FROM units ORDER BY id")
-                .fetch_all(c)
-                .await?);
-        let members: Vec<(String, String)> =
-            on_pool!(&self.pool, |c| sqlx::query_as("SELECT unit_id, login FROM unit_members ORDER BY unit_id, login")
-                .fetch_all(c)
-                .await?);
-        let roles: Vec<(String, String)> =
-            on_pool!(&self.pool, |c| sqlx::query_as("SELECT role, login FROM roles ORDER BY role, login")
-                .fetch_all(c)
-                .await?);
-        let mut by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (unit, login) in members {
-            by_unit.entry(unit).or_default().push(login);
-        }
-        let units = units
-            .into_iter()
-            .map(|(id, name, head, parent)| {
-                let members = by_unit.remove(&id).unwrap_or_default();
-                Unit { id, name, head, parent, members }
-            })
-            .collect();
-        let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (role, login) in roles {
-            by_role.entry(role).or_default().push(login);
-        }
-        Ok(Directory { units, roles: by_role })
-    }
-
-    /// Replaces the directory (units, members, roles) as a whole.
-    pub async fn replace_directory(&self, directory: &Directory) -> Result<()> {
-        let mut tx = self.begin().await?;
-        tx.replace_directory(directory).await?;
-        tx.commit().await
-    }
-}
-
-impl Tx {
-    /// Replaces the directory (units, members, roles) inside this transaction.
-    pub async fn replace_directory(&mut self, d: &Directory) -> Result<()> {
-        for sql in ["DELETE FROM unit_members", "DELETE FROM roles", "DELETE FROM units"] {
-            on!(self, |c| sqlx::query(sql).execute(c).await?.rows_affected());
-        }
-        for unit in &d.units {
-            on!(self, |c| sqlx::query("INSERT INTO units (id, name, head_login, parent_id) VALUES ($1, $2, $3, $4)")
-                .bind(&unit.id)
-                .bind(&unit.name)
-                .bind(&unit.head)
-                .bind(&unit.parent)
-                .execute(c)
-                .await?
-                .rows_affected());
-            for login in &unit.members {
-                on!(self, |c| sqlx::query(
-                    "INSERT INTO unit_members (login, unit_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                )
-                .bind(login)
-                .bind(&unit.id)
-                .execute(c)
-                .await?
-                .rows_affected());
-            }
-        }
-        for (role, logins) in &d.roles {
-            for login in logins {
-                on!(self, |c| sqlx::query("INSERT INTO roles (role, login) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(role)
-                    .bind(login)
-                    .execute(c)
-                    .await?
-                    .rows_affected());
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Directory;
-
-    #[test]
-    fn directory_reads_from_toml() {
-        let d: Directory = toml::from_str(
-            r#"
-            [[units]]
-            id = "oapr"
-            name = "Отдел анализа и перспективного развития"
-            head = "ivanova"
-            members = ["petrov"]
-
-            [roles]
-            cur-contact = ["petrov"]
-            "#,
-        )
-        .expect("parses");
-        assert_eq!(d.units[0].head.as_deref(), Some("ivanova"));
-        assert_eq!(d.roles["cur-contact"], vec!["petrov".to_string()]);
     }
 }
