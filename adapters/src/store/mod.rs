@@ -712,10 +712,18 @@ impl Tx {
     /// Several instances at once (missing ids are simply absent).
     pub async fn instances(&mut self, ids: &[&str]) -> Result<Vec<InstanceRow>> {
         let mut out = Vec::with_capacity(ids.len());
+        if let Tx::Postgres(tx) = self {
+            // One array parameter: the same statement text for every batch size, prepared once.
+            let sql = INSTANCE_SELECT.replace("WHERE id = $1", "WHERE id = ANY($1)");
+            let ids: Vec<&str> = ids.to_vec();
+            let rows: Vec<InstanceTuple> = sqlx::query_as(&sql).bind(ids).fetch_all(&mut **tx).await?;
+            for row in rows {
+                out.push(InstanceRow::from_tuple(row)?);
+            }
+            return Ok(out);
+        }
         for chunk in ids.chunks(500) {
-            let numbered = matches!(self, Tx::Postgres(_));
-            let placeholders: Vec<String> =
-                (1..=chunk.len()).map(|i| if numbered { format!("${i}") } else { "?".to_string() }).collect();
+            let placeholders = vec!["?"; chunk.len()];
             let sql = INSTANCE_SELECT.replace("WHERE id = $1", &format!("WHERE id IN ({})", placeholders.join(", ")));
             let rows: Vec<InstanceTuple> = on!(self, |c| {
                 let mut q = sqlx::query_as(&sql);

@@ -17,6 +17,28 @@ pub enum Val {
     OptInt(Option<i64>),
 }
 
+impl Val {
+    fn is_int(&self) -> bool {
+        matches!(self, Val::Int(_) | Val::OptInt(_))
+    }
+
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            Val::Int(i) => Some(*i),
+            Val::OptInt(i) => *i,
+            Val::Text(_) | Val::OptText(_) => None,
+        }
+    }
+
+    fn as_text(&self) -> Option<String> {
+        match self {
+            Val::Text(s) => Some(s.clone()),
+            Val::OptText(s) => s.clone(),
+            Val::Int(_) | Val::OptInt(_) => None,
+        }
+    }
+}
+
 impl From<&str> for Val {
     fn from(s: &str) -> Val {
         Val::Text(s.to_string())
@@ -241,6 +263,12 @@ impl Tx {
 
     /// `INSERT INTO table (columns) VALUES (…), (…) tail`, in chunks.
     async fn insert(&mut self, table: &str, columns: &str, width: usize, rows: &[Vec<Val>], tail: &str) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        if let Some(sql_rows) = self.unnest(rows) {
+            return self.bind_columns(&format!("INSERT INTO {table} ({columns}) {sql_rows}{tail}"), rows).await;
+        }
         let mut total = 0;
         for chunk in rows.chunks((MAX_PARAMS / width).max(1)) {
             let sql =
@@ -253,12 +281,61 @@ impl Tx {
     /// `head VALUES (…), (…) tail`, in chunks (for UPDATE … FROM and DELETE … IN).
     async fn many(&mut self, head: &str, rows: &[Vec<Val>], tail: &str) -> Result<u64> {
         let Some(width) = rows.first().map(Vec::len) else { return Ok(0) };
+        if let Some(sql_rows) = self.unnest(rows) {
+            return self.bind_columns(&format!("{head}{sql_rows}{tail}"), rows).await;
+        }
         let mut total = 0;
         for chunk in rows.chunks((MAX_PARAMS / width).max(1)) {
             let sql = format!("{head}{}{tail}", values_clause(chunk.len(), width, self.numbered()));
             total += self.bind_all(&sql, chunk).await?;
         }
         Ok(total)
+    }
+
+    /// On PostgreSQL, rows go as one array per column: `SELECT * FROM UNNEST($1::text[],
+    /// $2::int8[]) AS u(column1, column2)`, a row source usable wherever `VALUES` is. The text
+    /// depends only on the column types, never on the row count, so each statement is prepared
+    /// once per connection and its plan reused — with `VALUES` every batch size was a new
+    /// statement to parse, plan and prepare.
+    fn unnest(&self, rows: &[Vec<Val>]) -> Option<String> {
+        if !matches!(self, Tx::Postgres(_)) {
+            return None;
+        }
+        let first = rows.first()?;
+        let mut sql = String::from("SELECT * FROM UNNEST(");
+        for (i, v) in first.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let ty = if v.is_int() { "int8" } else { "text" };
+            sql.push_str(&format!("${}::{ty}[]", i + 1));
+        }
+        sql.push_str(") AS u(");
+        for i in 0..first.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("column{}", i + 1));
+        }
+        sql.push(')');
+        Some(sql)
+    }
+
+    /// Binds `rows` column by column, as arrays (see [`Tx::unnest`]).
+    async fn bind_columns(&mut self, sql: &str, rows: &[Vec<Val>]) -> Result<u64> {
+        let Tx::Postgres(tx) = self else { unreachable!("column arrays are for PostgreSQL") };
+        let width = rows.first().map_or(0, Vec::len);
+        let mut q = sqlx::query(sql);
+        for c in 0..width {
+            if rows[0][c].is_int() {
+                let column: Vec<Option<i64>> = rows.iter().map(|r| r[c].as_int()).collect();
+                q = q.bind(column);
+            } else {
+                let column: Vec<Option<String>> = rows.iter().map(|r| r[c].as_text()).collect();
+                q = q.bind(column);
+            }
+        }
+        Ok(q.execute(&mut **tx).await?.rows_affected())
     }
 
     /// PostgreSQL needs numbered parameters (`$1`); SQLite gets plain `?`, because sqlx looks
