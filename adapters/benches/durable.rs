@@ -5,7 +5,8 @@
 //! - 100,000 timers due at the same instant: time until all fired;
 //! - start throughput with many pending timers and open tasks in the database.
 //!
-//! Run: `cargo bench -p reglament --bench durable -- [sqlite|postgres] [--quick]`
+//! Run: `cargo bench -p reglament --bench durable -- [sqlite|postgres] [--quick] [--clients N]`
+//! (`--clients`: concurrent clients of the b_user_task and start phases, default 64)
 //! (PostgreSQL at `REGLAMENT_BENCH_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres;
 //! a scratch database is created and dropped). SQLite runs with `synchronous=FULL`, PostgreSQL
 //! with its default `synchronous_commit=on`.
@@ -197,11 +198,10 @@ fn env() -> Env {
     Env { calendars: reglament::calendars::load(&[dir]).unwrap() }
 }
 
-async fn bench(kind: &str, quick: bool) {
+async fn bench(kind: &str, quick: bool, clients: usize) {
     let db = make_db(kind).await;
     let store = Store::connect(&db.url, 16).await.unwrap();
     let seconds = if quick { 3.0 } else { 10.0 };
-    let clients = 64;
     println!("== {kind} ({})", if kind == "sqlite" { "WAL, synchronous=FULL" } else { "synchronous_commit=on" });
     let (single1, batched) = ceiling(&store, 1, seconds / 2.0).await;
     let (single8, _) = ceiling(&store, 8, seconds / 2.0).await;
@@ -284,12 +284,16 @@ async fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let kinds: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a == "sqlite" || *a == "postgres").collect();
     let kinds = if kinds.is_empty() { vec!["sqlite", "postgres"] } else { kinds };
+    let clients = match args.iter().position(|a| a == "--clients") {
+        Some(i) => args.get(i + 1).and_then(|n| n.parse().ok()).expect("--clients takes a number"),
+        None => 64,
+    };
     println!(
         "machine: {} cores; {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         if quick { "quick run" } else { "full run" }
     );
     for kind in kinds {
-        bench(kind, quick).await;
+        bench(kind, quick, clients).await;
     }
 }
