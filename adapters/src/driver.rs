@@ -894,8 +894,8 @@ impl Batch<'_> {
     /// Writes everything the batch changed. A stale revision aborts with `Conflict`.
     async fn write(&mut self) -> Result<Wake, DriverError> {
         let mut wake = Wake::default();
-        let mut w = Writes::default();
         let now = self.now;
+        let mut w = Writes { now, ..Writes::default() };
         for work in &mut self.work {
             if work.transitions.is_empty() {
                 continue;

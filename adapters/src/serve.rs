@@ -146,17 +146,14 @@ pub async fn load_directory_on_first_start(rt: &Runtime, path: &Path) -> anyhow:
     };
     let directory: Directory =
         toml::from_str(&text).with_context(|| format!("the directory {} is not valid TOML", path.display()))?;
-    let known = store.users().await?.into_iter().map(|u| u.login).collect();
-    let problems = directory.problems(&known);
-    if !problems.is_empty() {
-        anyhow::bail!("the directory {} is inconsistent; fix it:\n{}", path.display(), problems.join("\n"));
-    }
-    if let Err(e) = store.replace_directory(&directory, rt.now()).await {
-        // Another node starting at the same moment may have loaded it first.
-        if store.directory_is_empty().await? {
-            return Err(e).with_context(|| format!("cannot load the directory {}", path.display()));
+    match store.load_directory(&directory, rt.now()).await {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => {
+            anyhow::bail!("the directory {} is inconsistent; fix it:\n{}", path.display(), problems.join("\n"))
         }
-        return Ok(());
+        // Another node starting at the same moment may have loaded it first.
+        Err(_) if !store.directory_is_empty().await? => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot load the directory {}", path.display())),
     }
     info!(
         file = %path.display(),

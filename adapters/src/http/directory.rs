@@ -1,8 +1,6 @@
 //! The organisation directory: people, units with their heads, roles (see
 //! [`crate::store::directory`]). Anyone signed in reads it; admins replace it.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::State;
 
@@ -57,16 +55,13 @@ pub async fn replace(
     ApiJson(directory): ApiJson<Directory>,
 ) -> Result<Json<Directory>, ApiError> {
     user.require_group(ADMINS, "Заменять справочник организации")?;
-    let store = state.runtime.store();
-    let known: BTreeSet<String> = store.users().await?.into_iter().map(|u| u.login).collect();
-    let problems = directory.problems(&known);
+    let problems = state.runtime.store().load_directory(&directory, state.runtime.now()).await?;
     if !problems.is_empty() {
         return Err(ApiError::Validation {
             detail: format!("Справочник не загружен: ошибок — {}", problems.len()),
             errors: problems.into_iter().map(|message| FieldError { field: None, message }).collect(),
         });
     }
-    store.replace_directory(&directory, state.runtime.now()).await?;
     state.tokens.clear();
     Ok(Json(read(&state).await?))
 }

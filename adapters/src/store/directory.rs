@@ -155,8 +155,19 @@ impl Store {
         Ok(n == 0)
     }
 
+    /// Checks a directory against the users already stored and, when it is consistent, loads
+    /// it. Returns the problems (nothing was written) or an empty list (loaded).
+    pub async fn load_directory(&self, directory: &Directory, now: Ts) -> Result<Vec<String>> {
+        let known: BTreeSet<String> = self.users().await?.into_iter().map(|u| u.login).collect();
+        let problems = directory.problems(&known);
+        if problems.is_empty() {
+            self.replace_directory(directory, now).await?;
+        }
+        Ok(problems)
+    }
+
     /// Loads a directory in one transaction: people created or updated, units, members and
-    /// roles replaced. The caller checks [`Directory::problems`] first.
+    /// roles replaced. [`Store::load_directory`] checks it first.
     pub async fn replace_directory(&self, directory: &Directory, now: Ts) -> Result<()> {
         let mut tx = self.begin().await?;
         for p in &directory.people {

@@ -120,6 +120,8 @@ pub struct Writes {
     pub job_finishes: Vec<Vec<Val>>,
     /// Instances cancelled in this batch: their leftovers are swept.
     pub cancelled: Vec<String>,
+    /// The batch's time (for the tasks a cancellation closes).
+    pub now: Ts,
 }
 
 /// Columns of an instance row, in the order `instance_updates`/`instance_inserts` use.
@@ -255,7 +257,7 @@ impl Tx {
             .await?;
         }
         for id in &w.cancelled {
-            self.cancel_open_tasks(id, chrono::Utc::now()).await?;
+            self.cancel_open_tasks(id, w.now).await?;
             self.clear_waits(id).await?;
         }
         Ok(true)
