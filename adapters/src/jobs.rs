@@ -4,7 +4,11 @@
 //!   variable named by header `change` (default `change`): `{processId, action:
 //!   add|modify|remove|actualize, fields: {service, act, group, name, owner, reengineering,
 //!   client, value, inputs, outputs, links, digital, placement}}`, and returns
-//!   `registryUpdated = true`.
+//!   `registryUpdated = true`. Empty columns leave the registry's value. `actualize` (the
+//!   six-monthly actualization) applies the optional `entries` (a list of such changes) and
+//!   marks every registry entry as actualized now.
+//! - `directory-units` gives the units of the organisation directory with their heads
+//!   (`directoryUnits = [{id, name, head, headEmail}]`).
 //! - `report` builds the statistics of instances started in a period (variables `from`, `to`:
 //!   dates or date-times; default the previous quarter): per process, the number handled, on
 //!   time %, overdue, average duration in working days. It returns `reportSummary = {total,
@@ -86,6 +90,7 @@ async fn run_one(rt: &Runtime, job: LeasedJob) {
     let outcome = match job.job_type.as_str() {
         "registry-update" => registry_update(rt, &headers, &variables).await,
         "report" => report(rt, &variables).await,
+        "directory-units" => directory_units(rt).await,
         other => Err(JobError::Permanent(format!("job type `{other}` has no worker in this engine"))),
     };
     let failed = matches!(outcome, Err(JobError::Permanent(_)));
@@ -146,6 +151,27 @@ async fn registry_update(
     let mut out = serde_json::Map::new();
     out.insert("registryUpdated".into(), json!(true));
     out.insert("registryUpdatedAt".into(), json!(rt.now().with_timezone(&rt.default_tz()).to_rfc3339()));
+    Ok(out)
+}
+
+/// `directory-units`: the structural units of the directory with their heads, as
+/// `directoryUnits = [{id, name, head, headEmail}]` — units that have a head, leaving out a top
+/// unit (the ministry itself) when it has units under it.
+async fn directory_units(rt: &Runtime) -> Result<serde_json::Map<String, Json>, JobError> {
+    let directory = rt.store().directory().await?;
+    let emails: BTreeMap<String, String> = rt.store().users().await?.into_iter().map(|u| (u.login, u.email)).collect();
+    let has_units_under = |id: &str| directory.units.iter().any(|u| u.parent.as_deref() == Some(id));
+    let units: Vec<Json> = directory
+        .units
+        .iter()
+        .filter(|u| u.head.is_some() && !(u.parent.is_none() && has_units_under(&u.id)))
+        .map(|u| {
+            let head = u.head.clone().unwrap_or_default();
+            json!({"id": u.id, "name": u.name, "head": head, "headEmail": emails.get(&head)})
+        })
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("directoryUnits".into(), Json::Array(units));
     Ok(out)
 }
 

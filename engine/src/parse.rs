@@ -1317,7 +1317,7 @@ const FLOW_NODES: &[&str] = &[
 ];
 
 /// Service task types built into Reglament (DESIGN §3).
-pub const BUILTIN_JOB_TYPES: &[&str] = &["email", "report", "registry-update"];
+pub const BUILTIN_JOB_TYPES: &[&str] = &["email", "report", "registry-update", "directory-units"];
 
 /// zeebe: extension elements Reglament reads somewhere.
 const ZEEBE_KNOWN: &[&str] = &[

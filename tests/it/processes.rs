@@ -333,26 +333,30 @@ fn registry_change_deputy_review_registry_and_email_to_the_initiator() {
 #[test]
 fn registry_actualization_starts_on_15_january_collects_from_each_unit_and_informs_the_heads() {
     let mut s = Stand::start("registry-actualization", None);
-    // Nothing runs before its time; on 15 January at 09:00 the timer starts the process.
+    // Nothing runs before its time; on 15 January at 09:00 the timer starts the process. The
+    // units and their heads come from the directory: one task for each head, assigned to them.
     s.clock(json!({"to": "2027-01-15T08:59:58+04:00"}));
     let task = s.wait_task("ivanova", None, "collect");
     let id = task["processInstanceId"].as_str().unwrap().to_string();
-    // One task per unit: three, offered to the unit heads.
-    let collect: Vec<Value> = s
-        .inbox("sidorova")
-        .into_iter()
-        .filter(|t| t["elementId"] == "collect" && t["processInstanceId"] == id.as_str())
-        .collect();
-    assert_eq!(collect.len(), 3, "{collect:?}");
-    s.not_in_inbox("petrov", "collect");
-    for (i, _) in collect.iter().enumerate() {
-        s.complete(
-            "sidorova",
-            Some(&id),
-            "collect",
-            json!({"hasChanges": i == 0, "processesInfo": if i == 0 { "Изменён владелец процесса" } else { "" }}),
+    let units = s.instance(&id)["variables"]["units"].clone();
+    let ids: Vec<&str> = units.as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["analysis", "it-procurement", "legal"], "the ministry itself is not asked: {units}");
+    for (head, changes) in [("ivanova", true), ("sidorova", false), ("smirnov", false)] {
+        // A head sees the other units' tasks too (offered to unit-heads) but completes their own.
+        let own: Vec<Value> =
+            s.inbox(head).into_iter().filter(|t| t["elementId"] == "collect" && t["assignee"] == head).collect();
+        assert_eq!(own.len(), 1, "{head}: {own:?}");
+        let path = format!("/api/tasks/{}/complete", own[0]["id"].as_str().unwrap());
+        let processes = if changes { "Изменён владелец процесса" } else { "" };
+        let (status, body) = s.call(
+            head,
+            "POST",
+            &path,
+            Some(&json!({"variables": {"hasChanges": changes, "processesInfo": processes}})),
         );
+        assert_eq!(status, 200, "{body}");
     }
+    s.not_in_inbox("petrov", "collect");
     s.complete(
         "petrov",
         Some(&id),
