@@ -22,7 +22,7 @@ use reglament::store::directory::{Directory, Unit};
 use serde_json::{Value, json};
 
 use crate::mail::{Received, Smtp, smtp_url, temp_dir, wait_for};
-use crate::server::{Server, add_user, free_port, request};
+use crate::server::{Server, add_user, call, free_port, request};
 use crate::store::{TestDb, runtime, vars};
 use crate::support::repo_root;
 
@@ -654,11 +654,7 @@ impl Site {
     }
 
     fn call(&self, server: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let auth = format!("Bearer {}", self.token);
-        let body = body.map(Value::to_string);
-        let r = request(&server.addr, method, path, body.as_deref(), &[("Authorization", auth.as_str())])
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (r.status, r.json())
+        call(&server.addr, &self.token, method, path, body)
     }
 
     fn start(&self, server: &Server, definition: &str, variables: Value) -> String {

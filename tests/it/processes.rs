@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::mail::{Received, Smtp, temp_dir, wait_for};
-use crate::server::{Server, add_user, free_port, request};
+use crate::server::{Server, add_user, call, free_port, request};
 use crate::store::TestDb;
 use crate::support::repo_root;
 
@@ -67,11 +67,7 @@ impl Stand {
     }
 
     fn call_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let auth = format!("Bearer {token}");
-        let text = body.map(|b| b.to_string());
-        let r = request(&self.server.addr, method, path, text.as_deref(), &[("Authorization", &auth)])
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (r.status, r.json())
+        call(&self.server.addr, token, method, path, body)
     }
 
     fn call(&mut self, login: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {

@@ -134,6 +134,16 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// A JSON request with a bearer token; panics when the server cannot be reached. Answers the
+/// status and the body as JSON (`Null` when it is not JSON).
+pub fn call(addr: &str, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let text = body.map(Value::to_string);
+    let r = request(addr, method, path, text.as_deref(), &[("Authorization", auth.as_str())])
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (r.status, r.json())
+}
+
 /// Creates a user with the CLI (database from `url`) and returns the API token.
 pub fn add_user(dir: &Path, url: &str, login: &str, groups: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_reglament"))

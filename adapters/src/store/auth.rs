@@ -131,23 +131,10 @@ impl Store {
     /// Adds a user with their groups. False (and nothing written) when the login exists.
     pub async fn create_user(&self, user: &UserRecord) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let inserted = on!(&mut tx, |c| sqlx::query(
-            "INSERT INTO users (login, name, email, disabled, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (login) DO NOTHING"
-        )
-        .bind(&user.login)
-        .bind(&user.name)
-        .bind(&user.email)
-        .bind(i64::from(user.disabled))
-        .bind(ms(user.created_at))
-        .execute(c)
-        .await?
-        .rows_affected());
-        if inserted == 0 {
+        if !tx.write_user(user, false).await? {
             tx.rollback().await?;
             return Ok(false);
         }
-        tx.replace_groups(&user.login, &user.groups).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -552,6 +539,31 @@ fn sla_from(t: SlaTuple) -> SlaRow {
 }
 
 impl Tx {
+    /// Inserts a user with their groups. An existing login is left alone (false), or with
+    /// `update_existing` gets the new name, email and groups (its tokens and state stay).
+    pub(super) async fn write_user(&mut self, user: &UserRecord, update_existing: bool) -> Result<bool> {
+        let on_conflict =
+            if update_existing { "DO UPDATE SET name = excluded.name, email = excluded.email" } else { "DO NOTHING" };
+        let sql = format!(
+            "INSERT INTO users (login, name, email, disabled, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (login) {on_conflict}"
+        );
+        let written = on!(self, |c| sqlx::query(&sql)
+            .bind(&user.login)
+            .bind(&user.name)
+            .bind(&user.email)
+            .bind(i64::from(user.disabled))
+            .bind(ms(user.created_at))
+            .execute(c)
+            .await?
+            .rows_affected());
+        if written == 0 {
+            return Ok(false);
+        }
+        self.replace_groups(&user.login, &user.groups).await?;
+        Ok(true)
+    }
+
     pub(super) async fn replace_groups(&mut self, login: &str, groups: &[String]) -> Result<()> {
         on!(self, |c| sqlx::query("DELETE FROM user_groups WHERE login = $1")
             .bind(login)

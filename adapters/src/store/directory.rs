@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::auth::UserRecord;
-use super::{Pool, Result, Store, Ts, Tx, ms};
+use super::{Pool, Result, Store, Ts, Tx};
 
 /// A person of the directory: a user who can sign in once given a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -171,14 +171,17 @@ impl Store {
     pub async fn replace_directory(&self, directory: &Directory, now: Ts) -> Result<()> {
         let mut tx = self.begin().await?;
         for p in &directory.people {
-            tx.upsert_user(&UserRecord {
-                login: p.login.clone(),
-                name: p.name.clone(),
-                email: p.email.clone(),
-                groups: p.groups.clone(),
-                disabled: false,
-                created_at: now,
-            })
+            tx.write_user(
+                &UserRecord {
+                    login: p.login.clone(),
+                    name: p.name.clone(),
+                    email: p.email.clone(),
+                    groups: p.groups.clone(),
+                    disabled: false,
+                    created_at: now,
+                },
+                true,
+            )
             .await?;
         }
         tx.replace_directory(directory).await?;
@@ -187,23 +190,6 @@ impl Store {
 }
 
 impl Tx {
-    /// Creates the user, or updates their name, email and groups.
-    async fn upsert_user(&mut self, user: &UserRecord) -> Result<()> {
-        on!(self, |c| sqlx::query(
-            "INSERT INTO users (login, name, email, disabled, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (login) DO UPDATE SET name = excluded.name, email = excluded.email"
-        )
-        .bind(&user.login)
-        .bind(&user.name)
-        .bind(&user.email)
-        .bind(i64::from(user.disabled))
-        .bind(ms(user.created_at))
-        .execute(c)
-        .await?
-        .rows_affected());
-        self.replace_groups(&user.login, &user.groups).await
-    }
-
     /// Replaces units, members and roles inside this transaction.
     pub async fn replace_directory(&mut self, d: &Directory) -> Result<()> {
         for sql in ["DELETE FROM unit_members", "DELETE FROM roles", "DELETE FROM units"] {
