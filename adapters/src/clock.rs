@@ -41,6 +41,13 @@ impl Clock {
         Clock { controlled: true, offset_ms: AtomicI64::new(0) }
     }
 
+    /// A clock that reads `start` now and then runs at the system clock's pace; `controlled`
+    /// says whether admins may move it forward. Tests start every server and runtime at one
+    /// fixed instant this way, so no test depends on the date or the time of day it runs at.
+    pub fn starting_at(start: Ts, controlled: bool) -> Clock {
+        Clock { controlled, offset_ms: AtomicI64::new((start - Utc::now()).num_milliseconds()) }
+    }
+
     pub fn is_controlled(&self) -> bool {
         self.controlled
     }
@@ -90,6 +97,18 @@ mod tests {
         let c = Clock::system();
         assert_eq!(c.advance(chrono::Duration::hours(1)), Err(ClockError::NotControlled));
         assert_eq!(c.offset(), chrono::Duration::zero());
+    }
+
+    #[test]
+    fn a_started_clock_reads_its_start_and_runs_on() {
+        let start: Ts = "2026-12-02T06:30:00Z".parse().expect("instant");
+        let c = Clock::starting_at(start, false);
+        let read = c.now();
+        assert!(read >= start && read - start < chrono::Duration::seconds(5), "{read}");
+        assert_eq!(c.advance(chrono::Duration::hours(1)), Err(ClockError::NotControlled));
+        let moved = Clock::starting_at(start, true);
+        let later = moved.advance(chrono::Duration::days(1)).expect("forward");
+        assert!(later - start >= chrono::Duration::days(1));
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Config {
     /// stands only (env `REGLAMENT_CLOCK_CONTROLLED=true`).
     #[serde(default)]
     pub clock_controlled: bool,
+    /// The instant the clock reads at start-up (RFC 3339; env `REGLAMENT_CLOCK_START`); it
+    /// then runs at the system clock's pace. For test and training stands: every node of a
+    /// test reads the same fixed time, whatever the date and hour the test runs at.
+    pub clock_start: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// The organisation directory loaded on first start (default `DEFINITIONS/directory.toml`).
     pub directory: Option<PathBuf>,
 }
@@ -89,6 +93,11 @@ impl Config {
                 "false" | "0" | "no" => false,
                 _ => anyhow::bail!("REGLAMENT_CLOCK_CONTROLLED must be true or false, not `{v}`"),
             };
+        }
+        if let Some(v) = env("REGLAMENT_CLOCK_START") {
+            config.clock_start = Some(chrono::DateTime::parse_from_rfc3339(&v).with_context(|| {
+                format!("REGLAMENT_CLOCK_START must be an RFC 3339 instant like 2027-01-15T09:00:00+04:00, not `{v}`")
+            })?);
         }
         if let Some(v) = env("REGLAMENT_DIRECTORY") {
             config.directory = Some(PathBuf::from(v));
@@ -227,8 +236,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_delay: Duration::from_millis(config.batch_delay_ms.unwrap_or(0)),
         default_tz,
         node: config.node.clone().unwrap_or_else(|| DriverConfig::default().node),
-        clock: std::sync::Arc::new(if config.clock_controlled { Clock::controlled() } else { Clock::system() }),
+        clock: std::sync::Arc::new(match config.clock_start {
+            Some(start) => Clock::starting_at(start.with_timezone(&chrono::Utc), config.clock_controlled),
+            None if config.clock_controlled => Clock::controlled(),
+            None => Clock::system(),
+        }),
     };
+    if let Some(start) = config.clock_start {
+        warn!(%start, "the clock started at a set instant, not the system time; for test and training stands only");
+    }
     if config.clock_controlled {
         warn!(
             "the clock is controlled: admins can move it forward (POST /api/clock); for test and training stands only"

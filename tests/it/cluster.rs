@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reglament::driver::{DriverConfig, Op, Outcome, Runtime};
+use reglament::driver::{Op, Outcome, Runtime};
 use reglament::store::{CountOf, Store};
 use reglament_engine::runtime::Event;
 use serde_json::json;
@@ -45,10 +45,10 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
 
     // The test itself creates the instances through a driver of its own (no scheduler).
     let store = tokio.block_on(Store::connect(&db.url, 8)).unwrap();
-    let rt = tokio.block_on(Runtime::start(store.clone(), env(), DriverConfig::default())).unwrap();
+    let rt = tokio.block_on(Runtime::start(store.clone(), env(), crate::store::test_driver_config())).unwrap();
     tokio.block_on(rt.deploy(MODEL.as_bytes(), None)).unwrap();
     let n = 10_000u32;
-    let first_due = chrono::Utc::now() + chrono::Duration::seconds(15);
+    let first_due = crate::support::test_now() + chrono::Duration::seconds(15);
     tokio.block_on(async {
         let mut handles = Vec::new();
         for chunk in 0..50u32 {
@@ -76,11 +76,11 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
     let mut nodes: Vec<Server> =
         ["a", "b", "c"].iter().map(|name| Server::start(&dir, &node_env(&db.url, name))).collect();
     // Kill node a while timers are being fired.
-    while chrono::Utc::now() < first_due + chrono::Duration::seconds(12) {
+    while crate::support::test_now() < first_due + chrono::Duration::seconds(12) {
         std::thread::sleep(Duration::from_millis(100));
     }
     nodes[0].kill9();
-    let killed_at = chrono::Utc::now();
+    let killed_at = crate::support::test_now();
     let last_due = first_due + chrono::Duration::milliseconds(i64::from(n) * 4);
     let limit = Instant::now() + Duration::from_secs(120);
     loop {
@@ -91,7 +91,7 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
         assert!(Instant::now() < limit, "{left} timers never fired");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let done_at = chrono::Utc::now();
+    let done_at = crate::support::test_now();
     // Takeover within the lease: everything fired within lease + a margin after the last due.
     assert!(
         done_at < last_due.max(killed_at) + chrono::Duration::seconds(3 + 10),
@@ -151,7 +151,7 @@ fn postgres_restart_under_load() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
                 let key = format!("k{i}");
-                let due = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+                let due = (crate::support::test_now() + chrono::Duration::days(1)).to_rfc3339();
                 let body =
                     json!({"definitionKey": "cluster", "businessKey": key, "variables": {"dueAt": due}}).to_string();
                 match request(&addr, "POST", "/api/process-instances", Some(&body), &[("Authorization", auth.as_str())])

@@ -219,7 +219,7 @@ async fn add_people(store: &Store) {
             email: format!("{login}@example.org"),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             disabled: false,
-            created_at: chrono::Utc::now(),
+            created_at: crate::support::test_now(),
         };
         assert!(store.create_user(&user).await.expect("create user"));
     }
@@ -239,7 +239,7 @@ async fn add_people(store: &Store) {
         roles: BTreeMap::from([("cur-contact".to_string(), vec!["smirnova".to_string()])]),
         people: Vec::new(),
     };
-    store.replace_directory(&directory, chrono::Utc::now()).await.expect("directory");
+    store.replace_directory(&directory, crate::support::test_now()).await.expect("directory");
     assert_eq!(store.directory().await.expect("read back"), directory);
 }
 

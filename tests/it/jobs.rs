@@ -46,7 +46,7 @@ async fn jobs_update_the_registry_and_report(db: TestDb) {
     rt.deploy(MODEL.as_bytes(), None).await.unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(reglament::jobs::run(rt.clone(), Duration::from_secs(30), stop_rx));
-    let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Astrakhan).date_naive();
+    let today = crate::support::test_now().with_timezone(&chrono_tz::Europe::Astrakhan).date_naive();
     let start = Op::Start {
         definition: "jobs".into(),
         business_key: None,

@@ -21,8 +21,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the server in `dir` with extra environment variables and waits until /healthz
-    /// answers.
+    /// Starts the server in `dir` on the tests' clock ([`crate::support::test_now`]) with extra
+    /// environment variables and waits until /healthz answers.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -30,6 +30,8 @@ impl Server {
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reglament"));
         cmd.arg("serve").current_dir(dir).env("REGLAMENT_HTTP_ADDR", &addr).env("RUST_LOG", "info,sqlx=warn");
+        let (clock_key, clock_start) = crate::support::clock_env();
+        cmd.env(clock_key, clock_start);
         for (k, v) in env {
             cmd.env(k, v);
         }

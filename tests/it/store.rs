@@ -67,9 +67,14 @@ pub fn env() -> Env {
     Env { calendars: reglament::calendars::load(&[repo_root().join("definitions/calendars")]).expect("calendars") }
 }
 
+/// The driver's defaults on the tests' clock ([`crate::support::test_now`]).
+pub fn test_driver_config() -> DriverConfig {
+    DriverConfig { clock: std::sync::Arc::new(crate::support::test_clock(false)), ..DriverConfig::default() }
+}
+
 pub async fn runtime(db: &TestDb) -> Runtime {
     let store = Store::connect(&db.url, 8).await.expect("connect and migrate");
-    Runtime::start(store, env(), DriverConfig::default()).await.expect("driver")
+    Runtime::start(store, env(), test_driver_config()).await.expect("driver")
 }
 
 pub fn bench_model(name: &str) -> Vec<u8> {
@@ -193,7 +198,7 @@ async fn timers_fire_once_and_messages_correlate(db: TestDb) {
     rt.deploy(TIMER_AND_MESSAGE.as_bytes(), None).await.unwrap();
     let id = started(&rt, "waits", json!({"requestId": "R-7"})).await;
     // The PT0S timer is due at once; lease it as the scheduler would.
-    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let now = crate::support::test_now() + chrono::Duration::seconds(1);
     let leased = rt.store().lease_due_timers("n1", now, now + chrono::Duration::seconds(30), 100).await.unwrap();
     assert_eq!(leased.len(), 1);
     let again = rt.store().lease_due_timers("n2", now, now + chrono::Duration::seconds(30), 100).await.unwrap();
@@ -228,7 +233,7 @@ async fn timers_fire_once_and_messages_correlate(db: TestDb) {
     assert_eq!(row.state.vars(0).unwrap()["answer"], json!(42));
     // A buffered message meets the subscription of a later instance.
     let later = started(&rt, "waits", json!({"requestId": "R-8"})).await;
-    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let now = crate::support::test_now() + chrono::Duration::seconds(1);
     for (instance, key) in rt.store().lease_due_timers("n1", now, now, 100).await.unwrap() {
         rt.submit(Op::FireTimer { instance, key }).await.unwrap();
     }
@@ -361,7 +366,7 @@ async fn a_late_timer_start_event_fires_once_and_counts_the_missed(db: TestDb) {
 </definitions>"#;
     rt.deploy(xml.as_bytes(), None).await.unwrap();
     // The engine was down for three and a half hours: the timer is long overdue.
-    let late = reglament::store::ms(chrono::Utc::now() - chrono::Duration::minutes(210));
+    let late = reglament::store::ms(crate::support::test_now() - chrono::Duration::minutes(210));
     let mut tx = rt.store().begin().await.unwrap();
     tx.execute_sql(&format!("UPDATE start_timers SET due = {late}")).await.unwrap();
     tx.commit().await.unwrap();
@@ -372,7 +377,7 @@ async fn a_late_timer_start_event_fires_once_and_counts_the_missed(db: TestDb) {
     let mut tx = rt.store().begin().await.unwrap();
     let (_, due, fired) = tx.start_timer("hourly", "tick").await.unwrap().expect("the cycle goes on");
     tx.rollback().await.unwrap();
-    assert!(due > chrono::Utc::now(), "the next firing is after now: {due}");
+    assert!(due > crate::support::test_now(), "the next firing is after now: {due}");
     assert_eq!(fired, 1);
     assert_eq!(rt.store().count(CountOf::Instances).await.unwrap(), 1);
     db.drop_db().await;

@@ -42,3 +42,30 @@ pub fn check_snapshot(expected_path: &Path, actual: &str) -> Result<(), String> 
         ))
     }
 }
+
+/// The instant every test's clock starts at: a Wednesday morning before working hours in
+/// Astrakhan. Servers and runtimes under test run on a clock that read this when the test binary
+/// started and runs on at the system clock's pace ([`test_now`]), so no test depends on the date
+/// or the time of day it runs at.
+pub const TEST_EPOCH: &str = "2026-12-02T06:00:00+04:00";
+
+/// The tests' time now: [`TEST_EPOCH`] plus the time since the test binary first asked.
+/// The one place the suites read the system clock.
+pub fn test_now() -> chrono::DateTime<chrono::Utc> {
+    static START: std::sync::OnceLock<(chrono::DateTime<chrono::Utc>, std::time::Instant)> = std::sync::OnceLock::new();
+    let (epoch, started) = START.get_or_init(|| {
+        let epoch = chrono::DateTime::parse_from_rfc3339(TEST_EPOCH).expect("TEST_EPOCH").with_timezone(&chrono::Utc);
+        (epoch, std::time::Instant::now())
+    });
+    *epoch + chrono::Duration::from_std(started.elapsed()).expect("elapsed")
+}
+
+/// A server or runtime clock that reads [`test_now`] now; `controlled` lets the test move it.
+pub fn test_clock(controlled: bool) -> reglament::clock::Clock {
+    reglament::clock::Clock::starting_at(test_now(), controlled)
+}
+
+/// The environment that starts `reglament serve` on the tests' clock.
+pub fn clock_env() -> (&'static str, String) {
+    ("REGLAMENT_CLOCK_START", test_now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
