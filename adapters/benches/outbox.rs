@@ -9,11 +9,11 @@
 //! BENCH_EMAILS=2000 BENCH_CONNECTIONS=1 cargo bench -p reglament --bench outbox
 //! ```
 //!
-//! Needs `python3 -m pip install aiosmtpd`. Target (issue 6): ≥ 500 emails/s.
+//! The SMTP server runs under the tests' venv (`tests/it/tools.rs`, installed on first use from
+//! `tests/tools/requirements.txt`). Target (issue 6): ≥ 500 emails/s.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use reglament::driver::{DriverConfig, Op, Runtime};
@@ -42,6 +42,12 @@ const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </bpmn:process>
 </bpmn:definitions>"#;
 
+// The test suites' tool set-up: the venv with aiosmtpd and the SMTP server's start. The bench
+// uses only part of it.
+#[allow(dead_code)]
+#[path = "../../tests/it/tools.rs"]
+mod tools;
+
 struct Smtp(Child);
 
 impl Drop for Smtp {
@@ -49,21 +55,6 @@ impl Drop for Smtp {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn start_smtp(port: u16, dir: &Path) -> Smtp {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs tests/smtp/server.py");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("banner");
-    assert!(line.starts_with("ready"), "the SMTP server did not start (python3 -m pip install aiosmtpd): {line:?}");
-    Smtp(child)
 }
 
 fn machine() -> String {
@@ -149,7 +140,7 @@ async fn main() {
 
     // Drain.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _smtp = start_smtp(port, &dir.join("received"));
+    let _smtp = Smtp(tools::spawn_smtp_server(port, &dir.join("received")));
     let config = EmailConfig {
         transport: Transport::Smtp { url: format!("smtp://127.0.0.1:{port}?tls=none") },
         templates: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../definitions/templates"),

@@ -895,15 +895,15 @@ async fn openapi_document(db: TestDb) {
     // A public validator accepts it.
     let file = std::env::temp_dir().join(format!("reglament-openapi-{}.json", uuid::Uuid::now_v7().simple()));
     std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(crate::tools::python())
         .args(["-m", "openapi_spec_validator"])
         .arg(&file)
         .output()
-        .expect("python3 runs (the OpenAPI check needs `pip install openapi-spec-validator`)");
+        .expect("the venv's python runs openapi_spec_validator");
     let _ = std::fs::remove_file(&file);
     assert!(
         out.status.success(),
-        "openapi-spec-validator refused the document (is it installed? `python3 -m pip install openapi-spec-validator`):\n{}{}",
+        "openapi-spec-validator refused the document:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

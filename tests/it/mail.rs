@@ -2,15 +2,14 @@
 //! messages it stored, parsed.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mailparse::{MailHeaderMap, ParsedMail};
 use serde_json::Value;
 
-use crate::support::repo_root;
+use crate::tools::spawn_smtp_server;
 
 /// `tests/smtp/server.py` on a loopback port, killed on drop.
 pub struct Smtp {
@@ -21,22 +20,7 @@ pub struct Smtp {
 
 impl Smtp {
     pub fn start(port: u16, dir: &Path) -> Smtp {
-        let script = repo_root().join("tests/smtp/server.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg(port.to_string())
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the test SMTP server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the server's banner");
-        assert!(
-            line.starts_with("ready"),
-            "the test SMTP server did not start (is aiosmtpd installed? `python3 -m pip install aiosmtpd`): {line:?}"
-        );
-        Smtp { child, port, dir: dir.to_path_buf() }
+        Smtp { child: spawn_smtp_server(port, dir), port, dir: dir.to_path_buf() }
     }
 
     pub fn url(&self) -> String {

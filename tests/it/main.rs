@@ -2,6 +2,7 @@
 //! from the folders beside this one; set `UPDATE_EXPECT=1` to rewrite expected outputs.
 
 mod support;
+mod tools;
 
 mod cluster;
 mod corpus;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real SMTP server for Reglament's tests and benchmark (aiosmtpd, on loopback).
 
-    python3 tests/smtp/server.py PORT FOLDER
+    target/tmp/tools/venv/bin/python tests/smtp/server.py PORT FOLDER
 
 Stores every accepted message as FOLDER/NNNNNN.eml (the bytes as received; written to a
 temporary name and renamed, so a reader never sees half a message) and appends its envelope
@@ -9,7 +9,8 @@ temporary name and renamed, so a reader never sees half a message) and appends i
 permanent) or `tempfail` (451, temporary). Prints `ready PORT` on stdout once it listens, and
 stops on SIGTERM or SIGINT.
 
-Needs `python3 -m pip install aiosmtpd` (.ci/run does it).
+Needs aiosmtpd (tests/tools/requirements.txt); the tests and the outbox benchmark start it
+under the venv that tests/it/tools.rs installs.
 """
 
 import asyncio
