@@ -95,6 +95,9 @@ pub enum DriverError {
     Conflict,
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The engine panicked on this command (a defect of ours); nothing of it was applied.
+    #[error("{0}")]
+    Engine(String),
 }
 
 impl DriverError {
@@ -106,6 +109,7 @@ impl DriverError {
             DriverError::Store(e) => DriverError::Invalid(format!("storage failed: {e}")),
             DriverError::Conflict => DriverError::Conflict,
             DriverError::ShuttingDown => DriverError::ShuttingDown,
+            DriverError::Engine(s) => DriverError::Engine(s.clone()),
         }
     }
 }
@@ -391,7 +395,12 @@ impl Runtime {
         })?;
         let known: std::collections::BTreeSet<String> =
             self.inner.store.definitions().await.map_err(DeployError::Store)?.into_iter().map(|d| d.key).collect();
-        let (defs, diags) = reglament_engine::check(xml, &known);
+        // Parsing and validation are CPU-bound: off the async threads, so a large model never
+        // stalls other requests, timers or health checks.
+        let bytes = xml.to_vec();
+        let (defs, diags) = tokio::task::spawn_blocking(move || reglament_engine::check(&bytes, &known))
+            .await
+            .map_err(|e| DeployError::Engine(panic_text(e.into_panic())))?;
         if diags.iter().any(|d| d.is_error()) {
             return Err(DeployError::Invalid(diags));
         }
@@ -478,6 +487,46 @@ pub enum DeployError {
     Invalid(Vec<reglament_engine::Diagnostic>),
     #[error(transparent)]
     Store(StoreError),
+    /// The engine failed on the model (a defect of ours, logged with the model's hash).
+    #[error("the engine failed on the model: {0}")]
+    Engine(String),
+}
+
+/// A command's name for logs.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::CompleteTask { .. } => "complete-task",
+        Command::CorrelateMessage { .. } => "correlate-message",
+        Command::FireTimer { .. } => "fire-timer",
+        Command::CompleteJob { .. } => "complete-job",
+        Command::FailJob { .. } => "fail-job",
+        Command::ChildCompleted { .. } => "child-completed",
+        Command::ChildFailed { .. } => "child-failed",
+        Command::ResolveIncident { .. } => "resolve-incident",
+        Command::Cancel { .. } => "cancel",
+        Command::ExtendSla { .. } => "extend-sla",
+        Command::PauseSla { .. } => "pause-sla",
+        Command::ResumeSla => "resume-sla",
+    }
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Runs one engine call, turning a panic into an error for this command only: the batch, the
+/// driver loop and the other commands go on.
+fn guarded<T>(what: &str, instance: &str, f: impl FnOnce() -> T) -> Result<T, DriverError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = panic_text(payload);
+        tracing::error!(instance, command = what, panic = %message, "the engine failed on a command; it was not applied");
+        DriverError::Engine(format!("the engine failed on {what} of instance {instance}: {message}"))
+    })
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -654,7 +703,7 @@ impl Batch<'_> {
         let version = self.latest_version(key).await?;
         let def = self.rt.definition(key, version).await?;
         let id = cmd.id.clone();
-        let (state, transition) = runtime::start(&def, self.rt.env(), cmd, self.now)?;
+        let (state, transition) = guarded("start", &id, || runtime::start(&def, self.rt.env(), cmd, self.now))??;
         let deadline = state.sla.as_ref().map(|s| s.deadline);
         self.work.push(Work { def, state, base_rev: None, history_len: 0, transitions: Vec::new() });
         let i = self.work.len() - 1;
@@ -667,7 +716,9 @@ impl Batch<'_> {
     async fn command(&mut self, id: &str, command: Command, by: Option<String>) -> Result<Outcome, DriverError> {
         let i = self.load(id).await?;
         let w = &self.work[i];
-        let (state, transition) = runtime::handle(&w.def, self.rt.env(), &w.state, command, self.now)?;
+        let what = command_name(&command);
+        let (state, transition) =
+            guarded(what, id, || runtime::handle(&w.def, self.rt.env(), &w.state, command, self.now))??;
         self.work[i].state = state;
         self.absorb(i, transition, by);
         Ok(Outcome::Applied { id: id.to_string() })

@@ -263,7 +263,7 @@ async fn report(
     for (key, (n, ok, late, d, done)) in &by_process {
         let percent = if ok + late > 0 { round(*ok as f64 * 100.0 / (*ok + *late) as f64) } else { 100.0 };
         let avg = if *done > 0 { round(d / *done as f64) } else { 0.0 };
-        csv.push_str(&format!("{key},{n},{ok},{percent},{late},{avg}\r\n"));
+        csv.push_str(&format!("{},{n},{ok},{percent},{late},{avg}\r\n", crate::csv::cell(key)));
         rows.push(json!({"process": key, "total": n, "onTime": ok, "onTimePercent": percent, "overdue": late, "avgWorkingDays": avg}));
         total += n;
         on_time += ok;

@@ -90,6 +90,18 @@ const EXIT_INVALID: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Every command runs engine work (parsing, validation, FEEL) on a thread with the stack the
+    // engine needs, whatever the platform's main-thread default.
+    std::thread::Builder::new()
+        .name("reglament".into())
+        .stack_size(reglament::ENGINE_THREAD_STACK)
+        .spawn(run)
+        .expect("start the main thread")
+        .join()
+        .unwrap_or(ExitCode::from(EXIT_USAGE))
+}
+
+fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -103,6 +115,7 @@ fn main() -> ExitCode {
             let result = reglament::serve::Config::load(config.as_deref()).and_then(|config| {
                 tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
+                    .thread_stack_size(reglament::ENGINE_THREAD_STACK)
                     .build()
                     .map_err(anyhow::Error::from)?
                     .block_on(reglament::serve::run(config))

@@ -206,6 +206,9 @@ pub async fn deploy_folder(rt: &Runtime, dir: &Path) -> anyhow::Result<usize> {
                     retry.push(file);
                 }
                 Err(DeployError::Store(e)) => return Err(e).context("deploying definitions"),
+                Err(e @ DeployError::Engine(_)) => {
+                    return Err(e).with_context(|| format!("deploying {}", file.display()));
+                }
             }
         }
         files = retry;

@@ -109,7 +109,13 @@ fn mailbox(p: &Person) -> Result<Mailbox> {
         let who = p.login.as_deref().map(|l| format!(" of user `{l}`")).unwrap_or_default();
         rule_error(format!("`{}`{who} is not an email address: {e}", p.email))
     })?;
-    Ok(Mailbox::new(p.name.clone(), email))
+    Ok(Mailbox::new(p.name.as_deref().map(display_name).filter(|n| !n.is_empty()), email))
+}
+
+/// A display name fit for a header: control characters (CR, LF, NUL, …) would break the header
+/// or let a name inject one, so each becomes a space, and runs of spaces are folded.
+fn display_name(name: &str) -> String {
+    name.split(|c: char| c.is_control() || c.is_whitespace()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// The people one rule names.
@@ -158,7 +164,11 @@ async fn people_of_values(cx: &RuleContext<'_>, values: &[String], what: &str) -
         if v.contains('@') {
             let mailbox: Mailbox =
                 v.parse().map_err(|e| rule_error(format!("`{v}` (from {what}) is not an email address: {e}")))?;
-            out.push(Person { login: None, name: mailbox.name.clone(), email: mailbox.email.to_string() });
+            out.push(Person {
+                login: None,
+                name: mailbox.name.as_deref().map(display_name).filter(|n| !n.is_empty()),
+                email: mailbox.email.to_string(),
+            });
         } else {
             out.push(user(cx, v).await?);
         }
@@ -293,6 +303,27 @@ fn strings(value: &Json) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_in_a_display_name_never_reach_a_header() {
+        let person = Person {
+            login: Some("smirnova".into()),
+            name: Some("Смирнова\r\nBcc: all@example.org\u{0}".into()),
+            email: "smirnova@example.org".into(),
+        };
+        let mailbox = super::mailbox(&person).expect("a mailbox");
+        assert_eq!(mailbox.name.as_deref(), Some("Смирнова Bcc: all@example.org"));
+        let message = lettre::Message::builder()
+            .from(mailbox.clone())
+            .to(mailbox)
+            .subject("Проверка")
+            .body(String::from("текст"))
+            .expect("the message builds");
+        let text = String::from_utf8(message.formatted()).expect("utf-8");
+        assert!(!text.lines().any(|l| l.starts_with("Bcc:")), "{text}");
+        let blank = Person { login: None, name: Some("\r\n".into()), email: "x@example.org".into() };
+        assert_eq!(super::mailbox(&blank).expect("a mailbox").name, None);
+    }
+
     use super::*;
     use serde_json::json;
 

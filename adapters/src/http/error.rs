@@ -279,6 +279,7 @@ impl From<DriverError> for ApiError {
                 ApiError::Conflict("Экземпляр процесса одновременно изменяется другим узлом; повторите запрос".into())
             }
             DriverError::ShuttingDown => ApiError::Unavailable("Сервер останавливается; повторите запрос позже".into()),
+            DriverError::Engine(cause) => ApiError::internal(cause),
         }
     }
 }
@@ -298,6 +299,7 @@ impl From<DeployError> for ApiError {
         match e {
             DeployError::Invalid(diags) => ApiError::InvalidModel(diags),
             DeployError::Store(e) => e.into(),
+            DeployError::Engine(cause) => ApiError::internal(cause),
         }
     }
 }

@@ -103,28 +103,20 @@ pub struct RegistryParams {
     pub format: Option<RegistryFormat>,
 }
 
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r', ';']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
 /// The registry as CSV (RFC 4180, UTF-8 with a byte-order mark so spreadsheet programs read
 /// the Cyrillic correctly): a header row with the form's Russian column names, then one row per
 /// process in key order.
 pub fn to_csv(entries: &[RegistryEntry]) -> String {
     let mut out = String::from('\u{feff}');
-    out.push_str(&COLUMNS.iter().map(|(_, h)| csv_field(h)).collect::<Vec<_>>().join(","));
+    out.push_str(&COLUMNS.iter().map(|(_, h)| crate::csv::cell(h)).collect::<Vec<_>>().join(","));
     out.push_str("\r\n");
     for e in entries {
         let row: Vec<String> = COLUMNS
             .iter()
             .map(|(field, _)| match *field {
-                "name" => csv_field(e.name.as_deref().unwrap_or(&e.key)),
-                "id" => csv_field(&e.key),
-                other => csv_field(e.fields.get(other).map(String::as_str).unwrap_or("")),
+                "name" => crate::csv::cell(e.name.as_deref().unwrap_or(&e.key)),
+                "id" => crate::csv::cell(&e.key),
+                other => crate::csv::cell(e.fields.get(other).map(String::as_str).unwrap_or("")),
             })
             .collect();
         out.push_str(&row.join(","));
