@@ -563,6 +563,42 @@ async fn access_rules(db: TestDb) {
 
 // ---- bad input ------------------------------------------------------------------------------
 
+/// Keys, names and ids with control characters, bidirectional overrides or excessive length get
+/// the same clear answer on both backends (PostgreSQL refuses NUL in text), and nothing is stored.
+async fn hostile_keys(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let start = |body: Value| app.post("/api/process-instances", &app.reviewer, body);
+    let p = start(json!({"definitionKey": "approval", "businessKey": "REQ\u{0}1"}))
+        .await
+        .problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("businessKey"));
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("U+0000"), "{p}");
+    let p = start(json!({"definitionKey": "approval", "businessKey": "\u{202E}777-З"}))
+        .await
+        .problem(422, "/problems/validation");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("U+202E"), "{p}");
+    start(json!({"definitionKey": "approval", "businessKey": "З".repeat(256)}))
+        .await
+        .problem(422, "/problems/validation");
+    let p = start(json!({"definitionKey": "appr\u{0}oval"})).await.problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("definitionKey"));
+    let p = start(json!({"definitionKey": "approval", "variables": {"a\r\nb": 1}}))
+        .await
+        .problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("variables.a\\r\\nb"));
+    let p = app
+        .post("/api/messages", &app.reviewer, json!({"name": "reply\u{0}", "correlationKey": "k\nx"}))
+        .await
+        .problem(422, "/problems/validation");
+    assert_eq!(p["errors"].as_array().unwrap().len(), 2, "{p}");
+    app.get("/api/tasks/t%00x", &app.reviewer).await.problem(404, "/problems/task-not-found");
+    app.get("/api/process-instances/i%00x", &app.reviewer).await.problem(404, "/problems/instance-not-found");
+    let none = app.get("/api/tasks?candidateGroup=reviewers", &app.reviewer).await.ok(200);
+    assert_eq!(none["items"], json!([]), "nothing was started");
+    app.finish().await;
+}
+
 async fn bad_input(db: TestDb) {
     let app = App::new(db).await;
     app.deploy(APPROVAL, &app.owner).await.ok(201);
@@ -1033,5 +1069,6 @@ on_sqlite!(
     users_command,
     history_matches_the_simulator,
     slow_requests_time_out,
+    hostile_keys,
 );
-on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination);
+on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination, hostile_keys);

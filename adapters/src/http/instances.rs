@@ -46,6 +46,13 @@ pub struct CancelQuery {
 }
 
 pub(super) async fn load(state: &AppState, id: &str) -> Result<InstanceRow, ApiError> {
+    // An id with a control character cannot exist (and PostgreSQL refuses NUL in a query).
+    if !super::hygiene::plausible_id(id) {
+        return Err(ApiError::NotFound(
+            Resource::Instance,
+            format!("Экземпляра процесса `{id}` нет", id = id.escape_debug()),
+        ));
+    }
     state
         .runtime
         .store()
@@ -77,6 +84,11 @@ pub async fn start(
     _user: CurrentUser,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<Response, ApiError> {
+    super::hygiene::Check::default()
+        .key("definitionKey", &req.definition_key, true)
+        .key("businessKey", req.business_key.as_deref().unwrap_or(""), false)
+        .variable_names("variables", &req.variables)
+        .done()?;
     let op = Op::Start {
         definition: req.definition_key,
         business_key: req.business_key,

@@ -57,6 +57,11 @@ pub async fn publish(
     _user: CurrentUser,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
+    super::hygiene::Check::default()
+        .key("name", &req.name, true)
+        .key("correlationKey", &req.correlation_key, false)
+        .variable_names("variables", &req.variables)
+        .done()?;
     let ttl_ms = match &req.time_to_live {
         None => 0,
         Some(text) => {

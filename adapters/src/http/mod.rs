@@ -20,6 +20,7 @@ pub mod directory;
 pub mod error;
 pub mod extract;
 pub mod history;
+pub mod hygiene;
 pub mod idempotency;
 pub mod incidents;
 pub mod instances;

@@ -182,6 +182,10 @@ pub async fn inbox(
 }
 
 async fn load(state: &AppState, id: &str) -> Result<TaskRow, ApiError> {
+    // An id with a control character cannot exist (and PostgreSQL refuses NUL in a query).
+    if !super::hygiene::plausible_id(id) {
+        return Err(ApiError::NotFound(Resource::Task, format!("Задачи `{id}` нет", id = id.escape_debug())));
+    }
     state
         .runtime
         .store()
@@ -359,6 +363,7 @@ pub async fn complete(
     let task = load(&state, &id).await?;
     user.require_task_action(&task)?;
     require_open(&task)?;
+    super::hygiene::Check::default().variable_names("variables", &req.variables).done()?;
     let op = Op::CompleteTask { task_id: id.clone(), variables: req.variables, by: Some(user.login().to_string()) };
     state.runtime.submit(op).await.map_err(|e| match e {
         DriverError::NotFound(detail) => ApiError::NotFound(Resource::Task, detail),
