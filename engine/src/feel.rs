@@ -191,6 +191,67 @@ const BUILTIN_WORDS: &[&str] = &[
     "first",
 ];
 
+/// The most operators, brackets and operator keywords an expression may have. Parsing,
+/// preparing and evaluating a FEEL expression recurse once per nesting level, and the number of
+/// these tokens bounds the nesting, so this bounds the stack an expression needs: 2,000 levels fit
+/// well inside the hosts' engine threads (64 MiB), while a 20,000-term sum would not.
+pub const MAX_NESTING: usize = 2_000;
+
+/// An upper bound on the nesting depth of an expression's syntax tree, counted without parsing:
+/// operator characters, opening brackets and the keywords that build nodes, outside string
+/// literals.
+fn nesting_bound(body: &str) -> usize {
+    const NODE_WORDS: &[&str] = &[
+        "and",
+        "or",
+        "not",
+        "if",
+        "then",
+        "else",
+        "for",
+        "some",
+        "every",
+        "in",
+        "return",
+        "satisfies",
+        "between",
+        "instance",
+    ];
+    let mut count = 0;
+    let mut chars = body.chars().peekable();
+    let mut word = String::new();
+    let flush = |word: &mut String, count: &mut usize| {
+        if NODE_WORDS.contains(&word.as_str()) {
+            *count += 1;
+        }
+        word.clear();
+    };
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut count);
+        match c {
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '+' | '-' | '*' | '/' | '<' | '>' | '=' | '!' | '(' | '[' | '{' | '.' => count += 1,
+            _ => {}
+        }
+    }
+    flush(&mut word, &mut count);
+    count
+}
+
 impl Expr {
     /// Compiles `source` (with or without Zeebe's leading `=`).
     pub fn compile(source: &str, pos: Pos) -> Result<Expr, ExprError> {
@@ -198,6 +259,14 @@ impl Expr {
         let body = body.strip_prefix('=').unwrap_or(body).trim();
         if body.is_empty() {
             return Err(ExprError { message: "empty expression".into() });
+        }
+        let nesting = nesting_bound(body);
+        if nesting > MAX_NESTING {
+            return Err(ExprError {
+                message: format!(
+                    "the expression is too deep to evaluate safely: {nesting} operators and brackets, at most {MAX_NESTING}; split it into several script tasks or input mappings"
+                ),
+            });
         }
         let rewritten = rewrite_clock_calls(body);
         let uses_clock = rewritten != body;
@@ -792,6 +861,31 @@ mod tests {
         let e = Expr::compile(r#"=duration("P" + x)"#, Pos::default()).unwrap();
         let message = e.eval(&vars(json!({"x": "nonsense"}))).unwrap_err().message;
         assert!(message.contains("duration() was given an argument it cannot use"), "{message}");
+    }
+
+    #[test]
+    fn deep_expressions_are_refused_before_parsing_and_the_deepest_allowed_one_runs() {
+        let allowed = vec!["1"; MAX_NESTING].join("+");
+        let deep = vec!["1"; 20_000].join("+");
+        let nested_not = format!("{}true{}", "not(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
+        // The hosts give engine work 64 MiB (reglament::ENGINE_THREAD_STACK); check with that.
+        let result = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let refused = Expr::compile(&format!("={deep}"), Pos::default()).expect_err("refused");
+                assert!(refused.message.contains("too deep"), "{}", refused.message);
+                let refused = Expr::compile(&nested_not, Pos::default()).expect_err("refused");
+                assert!(refused.message.contains("at most 2000"), "{}", refused.message);
+                Expr::compile(&format!("={allowed}"), Pos::default())
+                    .expect("allowed")
+                    .eval(&Vars::new())
+                    .expect("runs")
+            })
+            .expect("thread")
+            .join()
+            .expect("no overflow");
+        assert_eq!(result, json!(MAX_NESTING));
+        assert_eq!(nesting_bound(r#"x + "a+b(c" - y.z"#), 3, "operators inside strings do not count");
     }
 
     #[test]

@@ -101,7 +101,7 @@ mod tests {
             panic!("refused")
         };
         let fields: Vec<_> = errors.iter().map(|e| e.field.clone().unwrap()).collect();
-        assert_eq!(fields, ["businessKey", "definitionKey", "correlationKey", "name", "variables.", "variables.a\\nb"]);
+        assert_eq!(fields, ["businessKey", "definitionKey", "correlationKey", "name", "variables.a\\nb", "variables."]);
         assert!(errors[0].message.contains("U+0000"), "{}", errors[0].message);
         assert!(errors[2].message.contains("U+202E"));
     }
