@@ -197,31 +197,19 @@ const BUILTIN_WORDS: &[&str] = &[
 /// well inside the hosts' engine threads (64 MiB), while a 20,000-term sum would not.
 pub const MAX_NESTING: usize = 2_000;
 
+/// Keywords that are values, not operators.
+const LITERAL_WORDS: &[&str] = &["null", "true", "false"];
+
 /// An upper bound on the nesting depth of an expression's syntax tree, counted without parsing:
 /// operator characters, opening brackets and the keywords that build nodes, outside string
 /// literals.
 fn nesting_bound(body: &str) -> usize {
-    const NODE_WORDS: &[&str] = &[
-        "and",
-        "or",
-        "not",
-        "if",
-        "then",
-        "else",
-        "for",
-        "some",
-        "every",
-        "in",
-        "return",
-        "satisfies",
-        "between",
-        "instance",
-    ];
     let mut count = 0;
-    let mut chars = body.chars().peekable();
+    let mut chars = body.chars();
     let mut word = String::new();
     let flush = |word: &mut String, count: &mut usize| {
-        if NODE_WORDS.contains(&word.as_str()) {
+        // Keywords build syntax nodes; the literals among them do not.
+        if KEYWORDS.contains(&word.as_str()) && !LITERAL_WORDS.contains(&word.as_str()) {
             *count += 1;
         }
         word.clear();
