@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reglament::driver::{Op, Outcome, Runtime};
-use reglament::store::{CountOf, Store};
 use reglament_engine::runtime::Event;
+use reglament_server::driver::{Op, Outcome, Runtime};
+use reglament_store::{CountOf, Store};
 use serde_json::json;
 
 use crate::server::{Server, add_user, request};
@@ -108,7 +108,7 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
             let history = store.history(id).await.unwrap();
             let count = history
                 .iter()
-                .flat_map(|(_, _, e)| reglament::store::codec::decode_events(e).unwrap())
+                .flat_map(|(_, _, e)| reglament_store::codec::decode_events(e).unwrap())
                 .filter(|e| matches!(e, Event::TimerFired { .. }))
                 .count();
             *fired.entry(count as u32).or_default() += 1;

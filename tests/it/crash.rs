@@ -141,10 +141,10 @@ fn kill_9_twenty_times_loses_nothing() {
     let server = Server::start(&dir, &env);
     let auth = format!("Bearer {token}");
     let deadline = Instant::now() + Duration::from_secs(90);
-    let store = tokio::runtime::Runtime::new().unwrap().block_on(reglament::store::Store::connect(&url, 2)).unwrap();
+    let store = tokio::runtime::Runtime::new().unwrap().block_on(reglament_store::Store::connect(&url, 2)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     loop {
-        let timers = rt.block_on(store.count(reglament::store::CountOf::Timers)).unwrap();
+        let timers = rt.block_on(store.count(reglament_store::CountOf::Timers)).unwrap();
         let list = request(
             &server.addr,
             "GET",
@@ -194,7 +194,7 @@ fn kill_9_twenty_times_loses_nothing() {
         assert_eq!(status, "completed", "instance {id} is stuck in {status}");
         let history = rt.block_on(store.history(id)).unwrap();
         let events: Vec<Event> =
-            history.iter().flat_map(|(_, _, e)| reglament::store::codec::decode_events(e).unwrap()).collect();
+            history.iter().flat_map(|(_, _, e)| reglament_store::codec::decode_events(e).unwrap()).collect();
         let fired = events.iter().filter(|e| matches!(e, Event::TimerFired { .. })).count();
         assert_eq!(fired, 1, "instance {id}: the timer fired {fired} times");
     }

@@ -14,11 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use reglament::driver::{Op, Outcome, Runtime};
-use reglament::email::{EmailConfig, Transport};
-use reglament::store::Store;
-use reglament::store::auth::UserRecord;
-use reglament::store::directory::{Directory, Unit};
+use reglament_server::driver::{Op, Outcome, Runtime};
+use reglament_server::email::{EmailConfig, Transport};
+use reglament_store::Store;
+use reglament_store::auth::UserRecord;
+use reglament_store::directory::{Directory, Unit};
 use serde_json::{Value, json};
 
 use crate::mail::{Received, Smtp, smtp_url, temp_dir, wait_for};
@@ -256,7 +256,7 @@ fn test_config(smtp: String, templates: PathBuf) -> EmailConfig {
         retry_max: Duration::from_millis(800),
         timeout: Duration::from_secs(5),
         max_sleep: Duration::from_millis(200),
-        ..EmailConfig::default()
+        ..EmailConfig::from_settings(&reglament_server::settings::Settings::defaults())
     }
 }
 
@@ -274,7 +274,7 @@ impl Engine {
             rt.deploy(model.as_bytes(), Some("test")).await.expect("deploy");
         }
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let mail = tokio::spawn(reglament::email::run(rt.clone(), config, stop_rx));
+        let mail = tokio::spawn(reglament_server::email::run(rt.clone(), config, stop_rx));
         Engine { rt, stop, mail }
     }
 
@@ -426,9 +426,12 @@ async fn reminder_and_escalation_reach_the_assignee_and_the_head(db: TestDb) {
     let templates = repo_root().join("definitions/templates");
     let engine = Engine::start(&db, test_config(smtp.url(), templates), &[escalation_model()]).await;
     add_people(engine.rt.store()).await;
-    let scheduler = tokio::spawn(reglament::scheduler::run(
+    let scheduler = tokio::spawn(reglament_server::scheduler::run(
         engine.rt.clone(),
-        reglament::scheduler::SchedulerConfig::default(),
+        reglament_server::scheduler::SchedulerConfig::from_settings(
+            &reglament_server::settings::Settings::defaults(),
+            false,
+        ),
         engine.stop.subscribe(),
     ));
 
@@ -668,7 +671,7 @@ impl Site {
         body["id"].as_str().unwrap().to_string()
     }
 
-    fn outbox(&self) -> Vec<reglament::store::outbox::OutboxRow> {
+    fn outbox(&self) -> Vec<reglament_store::outbox::OutboxRow> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let store = Store::connect(&self.url, 1).await.unwrap();

@@ -9,9 +9,9 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use reglament::driver::Runtime;
-use reglament::http::{self, AppState};
-use reglament::store::CountOf;
+use reglament_server::driver::Runtime;
+use reglament_server::http::{self, AppState};
+use reglament_store::CountOf;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -958,7 +958,7 @@ async fn openapi_document(db: TestDb) {
 }
 
 async fn users_command(db: TestDb) {
-    let store = reglament::store::Store::connect(&db.url, 2).await.unwrap();
+    let store = reglament_store::Store::connect(&db.url, 2).await.unwrap();
     let token = reglament::users_cmd::add(
         &store,
         "ivanov",
@@ -968,7 +968,11 @@ async fn users_command(db: TestDb) {
     )
     .await
     .unwrap();
-    let user = store.user_by_token_hash(&http::auth::hash_token(&token)).await.unwrap().expect("the token signs in");
+    let user = store
+        .user_by_token_hash(&reglament_server::accounts::hash_token(&token))
+        .await
+        .unwrap()
+        .expect("the token signs in");
     assert_eq!(
         (user.groups.clone(), user.name.clone()),
         (vec!["a".to_string(), "b".to_string()], Some("Иванов И.И.".to_string()))
@@ -976,9 +980,9 @@ async fn users_command(db: TestDb) {
     // Adding again updates the user and issues another token; both work.
     let second = reglament::users_cmd::add(&store, "ivanov", "i@example.org", vec!["c".into()], None).await.unwrap();
     assert_ne!(token, second);
-    let user = store.user_by_token_hash(&http::auth::hash_token(&token)).await.unwrap().unwrap();
+    let user = store.user_by_token_hash(&reglament_server::accounts::hash_token(&token)).await.unwrap().unwrap();
     assert_eq!((user.email.as_str(), user.groups.clone()), ("i@example.org", vec!["c".to_string()]));
-    assert!(store.user_by_token_hash(&http::auth::hash_token(&second)).await.unwrap().is_some());
+    assert!(store.user_by_token_hash(&reglament_server::accounts::hash_token(&second)).await.unwrap().is_some());
     // Only hashes are stored.
     let rows = store.users().await.unwrap();
     assert_eq!(rows.len(), 1);

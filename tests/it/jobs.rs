@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reglament::driver::{Op, Outcome, Runtime};
+use reglament_server::driver::{Op, Outcome, Runtime};
 use serde_json::json;
 
 use crate::store::{TestDb, runtime, vars};
@@ -28,8 +28,8 @@ const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 async fn wait_for(
     rt: &Runtime,
     id: &str,
-    what: impl Fn(&reglament::store::InstanceRow) -> bool,
-) -> reglament::store::InstanceRow {
+    what: impl Fn(&reglament_store::InstanceRow) -> bool,
+) -> reglament_store::InstanceRow {
     let start = Instant::now();
     loop {
         let row = rt.store().instance(id).await.unwrap().unwrap();
@@ -45,7 +45,7 @@ async fn jobs_update_the_registry_and_report(db: TestDb) {
     let rt = runtime(&db).await;
     rt.deploy(MODEL.as_bytes(), None).await.unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(reglament::jobs::run(rt.clone(), Duration::from_secs(30), stop_rx));
+    let worker = tokio::spawn(reglament_server::jobs::run(rt.clone(), Duration::from_secs(30), stop_rx));
     let today = crate::support::test_now().with_timezone(&chrono_tz::Europe::Astrakhan).date_naive();
     let start = Op::Start {
         definition: "jobs".into(),

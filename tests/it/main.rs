@@ -16,4 +16,5 @@ mod processes;
 mod scenarios;
 mod server;
 mod store;
+mod tidy;
 mod validate;

@@ -2,9 +2,9 @@
 //! (a fresh database on 127.0.0.1:5432, or `REGLAMENT_TEST_PG_URL`). PostgreSQL is never
 //! skipped: if it is not reachable the PostgreSQL half fails, so CI notices.
 
-use reglament::driver::{DriverConfig, DriverError, Op, Outcome, Runtime, task_id};
-use reglament::store::{CountOf, InboxQuery, InboxSort, Store};
 use reglament_engine::runtime::{Command, Env, Rejection};
+use reglament_server::driver::{DriverConfig, DriverError, Op, Outcome, Runtime, task_id};
+use reglament_store::{CountOf, InboxQuery, InboxSort, Store};
 use serde_json::json;
 
 use crate::support::repo_root;
@@ -64,12 +64,14 @@ impl TestDb {
 }
 
 pub fn env() -> Env {
-    Env { calendars: reglament::calendars::load(&[repo_root().join("definitions/calendars")]).expect("calendars") }
+    Env {
+        calendars: reglament_server::calendars::load(&[repo_root().join("definitions/calendars")]).expect("calendars"),
+    }
 }
 
 /// The driver's defaults on the tests' clock ([`crate::support::test_now`]).
 pub fn test_driver_config() -> DriverConfig {
-    DriverConfig { clock: std::sync::Arc::new(crate::support::test_clock(false)), ..DriverConfig::default() }
+    DriverConfig::from_settings(&reglament_server::settings::Settings::defaults(), crate::support::test_clock(false))
 }
 
 pub async fn runtime(db: &TestDb) -> Runtime {
@@ -146,7 +148,7 @@ async fn deploys_new_versions_only_when_the_model_changes(db: TestDb) {
     let newer = started(&rt, "b_user_task", json!({})).await;
     assert_eq!(rt.store().instance(&newer).await.unwrap().unwrap().version, 2);
     let bad = rt.deploy(b"<bpmn:definitions", None).await;
-    assert!(matches!(bad, Err(reglament::driver::DeployError::Invalid(d)) if !d.is_empty()));
+    assert!(matches!(bad, Err(reglament_server::driver::DeployError::Invalid(d)) if !d.is_empty()));
     db.drop_db().await;
 }
 
@@ -185,7 +187,7 @@ async fn runs_a_user_task_through_the_inbox(db: TestDb) {
     let history = rt.store().history(&id).await.unwrap();
     assert_eq!(history.len(), 2, "one history row per committed command");
     let events: Vec<_> =
-        history.iter().flat_map(|(_, _, e)| reglament::store::codec::decode_events(e).unwrap()).collect();
+        history.iter().flat_map(|(_, _, e)| reglament_store::codec::decode_events(e).unwrap()).collect();
     assert!(events.iter().any(|e| matches!(e, reglament_engine::runtime::Event::InstanceCompleted)));
     let unknown =
         rt.submit(Op::CompleteTask { task_id: "nope.1".into(), variables: Default::default(), by: None }).await;
@@ -330,14 +332,14 @@ async fn stale_revisions_are_refused(db: TestDb) {
     rt.deploy(&bench_model("b_user_task.bpmn"), None).await.unwrap();
     let id = started(&rt, "b_user_task", json!({})).await;
     let row = rt.store().instance(&id).await.unwrap().unwrap();
-    let write = |rev_state: &reglament_engine::runtime::Instance| reglament::store::InstanceWrite {
+    let write = |rev_state: &reglament_engine::runtime::Instance| reglament_store::InstanceWrite {
         id: &id,
         definition_key: "b_user_task",
         version: 1,
         business_key: None,
         status: "active",
         incident: false,
-        state: reglament::store::codec::encode_state(rev_state),
+        state: reglament_store::codec::encode_state(rev_state),
         parent_id: None,
         started_at: row.started_at,
         ended_at: None,
@@ -366,7 +368,7 @@ async fn a_late_timer_start_event_fires_once_and_counts_the_missed(db: TestDb) {
 </definitions>"#;
     rt.deploy(xml.as_bytes(), None).await.unwrap();
     // The engine was down for three and a half hours: the timer is long overdue.
-    let late = reglament::store::ms(crate::support::test_now() - chrono::Duration::minutes(210));
+    let late = reglament_store::ms(crate::support::test_now() - chrono::Duration::minutes(210));
     let mut tx = rt.store().begin().await.unwrap();
     tx.execute_sql(&format!("UPDATE start_timers SET due = {late}")).await.unwrap();
     tx.commit().await.unwrap();

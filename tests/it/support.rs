@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 /// The repository root (the folder holding Cargo.toml, engine/, tests/).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("adapters/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the crate sits two folders below the repository root")
 }
 
 /// `../shared` beside the project root: design documents, corpus, workloads.
@@ -61,8 +64,8 @@ pub fn test_now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// A server or runtime clock that reads [`test_now`] now; `controlled` lets the test move it.
-pub fn test_clock(controlled: bool) -> reglament::clock::Clock {
-    reglament::clock::Clock::starting_at(test_now(), controlled)
+pub fn test_clock(controlled: bool) -> reglament_server::clock::Clock {
+    reglament_server::clock::Clock::starting_at(test_now(), controlled)
 }
 
 /// The environment that starts `reglament serve` on the tests' clock.

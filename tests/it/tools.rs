@@ -57,7 +57,10 @@ fn ready(tool: &Result<PathBuf, String>) -> PathBuf {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("adapters/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the crate sits two folders below the repository root")
 }
 
 /// `target/tmp/tools`, where the venv, its stamp and the lock files live.

@@ -1,0 +1,1093 @@
+//! The driver: runs commands against stored instances, durably.
+//!
+//! Requests queue on a channel; one task takes everything queued (up to `max_batch`, waiting at
+//! most `max_delay` for more) and runs it as ONE transaction: load the instances, run the pure
+//! engine, write state (with an optimistic revision check), history, tasks, timers, subscriptions,
+//! jobs and outbox rows. Only after commit are the callers answered and the workers woken. A
+//! conflicting write (another node changed an instance) rolls the batch back and runs it again
+//! from fresh state; nothing is half-applied and nothing acknowledged is lost.
+//!
+//! Follow-up work that stays inside the database — a call activity starting its child, a child
+//! reporting to its parent, a message thrown by one instance for another, a buffered message
+//! meeting a new subscription — runs in the same transaction.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reglament_engine::feel::Vars;
+use reglament_engine::model::{NodeKind, TaskKind, Trigger};
+use reglament_engine::runtime::{
+    self, ChildOutcome, Command, Effect, Env, Event, Instance, ParentRef, ProcessDef, Rejection, StartCommand, Status,
+    Transition,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::settings::Settings;
+use reglament_store::row;
+use reglament_store::writes::Writes;
+use reglament_store::{self as store, Store, StoreError, Ts, Tx, codec};
+
+/// One unit of work for the driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Start {
+        definition: String,
+        business_key: Option<String>,
+        variables: Vars,
+        start_event: Option<String>,
+    },
+    Instance {
+        id: String,
+        command: Command,
+    },
+    CompleteTask {
+        task_id: String,
+        variables: Vars,
+        by: Option<String>,
+    },
+    /// Publish a message: to a waiting subscription, else a message start event, else buffered
+    /// for `ttl_ms` (0: not buffered).
+    Message {
+        name: String,
+        correlation_key: String,
+        variables: Vars,
+        ttl_ms: i64,
+    },
+    FireTimer {
+        instance: String,
+        key: u32,
+    },
+    FireStartTimer {
+        definition: String,
+        element: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Started {
+        id: String,
+        version: i64,
+        deadline: Option<Ts>,
+    },
+    Applied {
+        id: String,
+    },
+    Buffered,
+    /// The timer was no longer pending (fired elsewhere, cancelled); its row was dropped.
+    Stale,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the instance is being changed by another node; try again")]
+    Conflict,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The engine panicked on this command (a defect of ours); nothing of it was applied.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl DriverError {
+    fn cloned(&self) -> DriverError {
+        match self {
+            DriverError::Rejected(r) => DriverError::Rejected(r.clone()),
+            DriverError::NotFound(s) => DriverError::NotFound(s.clone()),
+            DriverError::Invalid(s) => DriverError::Invalid(s.clone()),
+            DriverError::Store(e) => DriverError::Invalid(format!("storage failed: {e}")),
+            DriverError::Conflict => DriverError::Conflict,
+            DriverError::ShuttingDown => DriverError::ShuttingDown,
+            DriverError::Engine(s) => DriverError::Engine(s.clone()),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Outcome, DriverError>>;
+
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub default_tz: chrono_tz::Tz,
+    /// This node's name, used as lease owner.
+    pub node: String,
+    /// The time commands run at (the system clock unless controlled).
+    pub clock: Arc<Clock>,
+}
+
+impl DriverConfig {
+    /// The driver's part of the settings, running on `clock`.
+    pub fn from_settings(settings: &Settings, clock: Clock) -> DriverConfig {
+        DriverConfig {
+            max_batch: settings.max_batch,
+            max_delay: settings.batch_delay,
+            default_tz: settings.time_zone,
+            node: settings.node.clone(),
+            clock: Arc::new(clock),
+        }
+    }
+}
+
+/// Wakes the background workers when new work was committed.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    pub scheduler: Notify,
+    pub outbox: Notify,
+    pub jobs: Notify,
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub started: std::sync::atomic::AtomicU64,
+    pub completed: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+    pub commands: std::sync::atomic::AtomicU64,
+    pub conflicts: std::sync::atomic::AtomicU64,
+}
+
+/// The running engine: store, definitions, and the batching command loop.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    env: Arc<Env>,
+    config: DriverConfig,
+    defs: Mutex<HashMap<(String, i64), Arc<ProcessDef>>>,
+    /// Message name → definition keys with a message start event for it.
+    message_starts: Mutex<HashMap<String, Vec<String>>>,
+    requests: mpsc::Sender<(Op, Reply)>,
+    wakers: Arc<Wakers>,
+    counters: Counters,
+}
+
+impl Runtime {
+    /// Starts the command loop on the current tokio runtime.
+    pub async fn start(store: Store, env: Env, config: DriverConfig) -> Result<Runtime, DriverError> {
+        let (tx, rx) = mpsc::channel(8192);
+        let rt = Runtime {
+            inner: Arc::new(Inner {
+                store,
+                env: Arc::new(env),
+                config,
+                defs: Mutex::new(HashMap::new()),
+                message_starts: Mutex::new(HashMap::new()),
+                requests: tx,
+                wakers: Arc::new(Wakers::default()),
+                counters: Counters::default(),
+            }),
+        };
+        rt.refresh_message_starts().await?;
+        let looper = rt.clone();
+        tokio::spawn(async move { looper.run(rx).await });
+        Ok(rt)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.inner.env
+    }
+
+    pub fn wakers(&self) -> &Arc<Wakers> {
+        &self.inner.wakers
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.config.node
+    }
+
+    /// The server's time now (see [`crate::clock`]).
+    pub fn now(&self) -> Ts {
+        self.inner.config.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.config.clock
+    }
+
+    pub fn default_tz(&self) -> chrono_tz::Tz {
+        self.inner.config.default_tz
+    }
+
+    /// Submits an operation and waits for its committed outcome.
+    pub async fn submit(&self, op: Op) -> Result<Outcome, DriverError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.requests.send((op, tx)).await.map_err(|_| DriverError::ShuttingDown)?;
+        rx.await.map_err(|_| DriverError::ShuttingDown)?
+    }
+
+    /// A definition version, parsed (cached).
+    pub async fn definition(&self, key: &str, version: i64) -> Result<Arc<ProcessDef>, DriverError> {
+        if let Some(d) = self.inner.defs.lock().expect("definition cache").get(&(key.to_string(), version)) {
+            return Ok(d.clone());
+        }
+        let (_, xml) =
+            self.inner.store.definition_xml(key, Some(version)).await?.ok_or_else(|| {
+                DriverError::NotFound(format!("definition `{key}` version {version} is not deployed"))
+            })?;
+        self.cache_definition(key, version, &xml)
+    }
+
+    fn cache_definition(&self, key: &str, version: i64, xml: &str) -> Result<Arc<ProcessDef>, DriverError> {
+        let (defs, diags) = reglament_engine::parse_definitions(xml.as_bytes());
+        if let Some(d) = diags.iter().find(|d| d.is_error()) {
+            return Err(DriverError::Invalid(format!(
+                "stored definition `{key}` v{version} does not parse: {}",
+                d.message
+            )));
+        }
+        let def = ProcessDef::new(Arc::new(defs), key, version as u32, self.inner.config.default_tz)
+            .ok_or_else(|| DriverError::Invalid(format!("stored definition `{key}` has no process `{key}`")))?;
+        let def = Arc::new(def);
+        self.inner.defs.lock().expect("definition cache").insert((key.to_string(), version), def.clone());
+        Ok(def)
+    }
+
+    /// Rebuilds the message-start index from the latest deployed versions.
+    pub async fn refresh_message_starts(&self) -> Result<(), DriverError> {
+        let mut index: HashMap<String, Vec<String>> = HashMap::new();
+        for row in self.inner.store.definitions().await? {
+            let def = self.definition(&row.key, row.version).await?;
+            for node in &def.process().nodes {
+                if node.parent.is_none()
+                    && let NodeKind::StartEvent { trigger: Trigger::Message { message }, .. } = &node.kind
+                    && let Some(m) = def.defs.messages.get(message)
+                {
+                    index.entry(m.name.clone()).or_default().push(row.key.clone());
+                }
+            }
+        }
+        *self.inner.message_starts.lock().expect("message index") = index;
+        Ok(())
+    }
+
+    // ---- the batching loop ----------------------------------------------------------------
+
+    async fn run(self, mut rx: mpsc::Receiver<(Op, Reply)>) {
+        let max = self.inner.config.max_batch;
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.inner.config.max_delay;
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) if self.inner.config.max_delay.is_zero() => break,
+                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(req)) => batch.push(req),
+                        _ => break,
+                    },
+                }
+            }
+            self.run_batch(batch).await;
+        }
+        debug!("driver loop ended");
+    }
+
+    async fn run_batch(&self, batch: Vec<(Op, Reply)>) {
+        let ops: Vec<Op> = batch.iter().map(|(op, _)| op.clone()).collect();
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match self.try_batch(&ops).await {
+                Err(e) if attempt < 8 && (matches!(e, DriverError::Conflict) || is_transient(&e)) => {
+                    self.inner.counters.conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // A conflict means cached views are stale; a lost connection needs a pause.
+                    let pause = if matches!(e, DriverError::Conflict) { 1 } else { 50 * attempt };
+                    warn!(attempt, error = %e, "batch retried");
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                other => break other,
+            }
+        };
+        self.inner.counters.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.counters.commands.fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok((outcomes, wake)) => {
+                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+                if wake.timers {
+                    self.inner.wakers.scheduler.notify_one();
+                }
+                if wake.outbox {
+                    self.inner.wakers.outbox.notify_one();
+                }
+                if wake.jobs {
+                    self.inner.wakers.jobs.notify_one();
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, commands = ops.len(), "batch failed; nothing was applied");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.cloned()));
+                }
+            }
+        }
+    }
+
+    async fn try_batch(&self, ops: &[Op]) -> Result<(Vec<Result<Outcome, DriverError>>, Wake), DriverError> {
+        let tx = self.inner.store.begin().await?;
+        let mut b = Batch {
+            rt: self,
+            tx,
+            now: self.now(),
+            work: Vec::new(),
+            index: HashMap::new(),
+            follow: VecDeque::new(),
+            versions: HashMap::new(),
+        };
+        if let Err(e) = b.prefetch(ops).await {
+            let _ = b.tx.rollback().await;
+            return Err(e);
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            match b.op(op.clone()).await {
+                // A storage failure fails the whole batch (and may be retried); a rejection
+                // fails only its own operation.
+                Err(DriverError::Store(e)) => {
+                    let _ = b.tx.rollback().await;
+                    return Err(DriverError::Store(e));
+                }
+                outcome => outcomes.push(outcome),
+            }
+            b.follow_ups().await?;
+        }
+        let wake = b.write().await?;
+        b.tx.commit().await?;
+        Ok((outcomes, wake))
+    }
+
+    // ---- deployment -----------------------------------------------------------------------
+
+    /// Deploys a BPMN document: each executable process becomes a new version of its key when
+    /// its XML changed. Invalid models are refused with all diagnostics.
+    pub async fn deploy(&self, xml: &[u8], by: Option<&str>) -> Result<Vec<Deployed>, DeployError> {
+        let text = std::str::from_utf8(xml).map_err(|_| {
+            DeployError::Invalid(vec![reglament_engine::Diagnostic::error(
+                reglament_engine::Code::MalformedXml,
+                Default::default(),
+                None,
+                "the file is not valid UTF-8",
+            )])
+        })?;
+        let known: std::collections::BTreeSet<String> =
+            self.inner.store.definitions().await.map_err(DeployError::Store)?.into_iter().map(|d| d.key).collect();
+        // Parsing and validation are CPU-bound: off the async threads, so a large model never
+        // stalls other requests, timers or health checks.
+        let bytes = xml.to_vec();
+        let (defs, diags) = tokio::task::spawn_blocking(move || reglament_engine::check(&bytes, &known))
+            .await
+            .map_err(|e| DeployError::Engine(panic_text(e.into_panic())))?;
+        if diags.iter().any(|d| d.is_error()) {
+            return Err(DeployError::Invalid(diags));
+        }
+        let hash = format!("{:x}", Sha256::digest(xml));
+        let now = self.now();
+        let mut tx = self.inner.store.begin().await.map_err(DeployError::Store)?;
+        let mut out = Vec::new();
+        for process in defs.executable_processes() {
+            let latest = tx.latest_definition(&process.id).await.map_err(DeployError::Store)?;
+            let (version, created) = match latest {
+                Some((v, h, _)) if h == hash => (v, false),
+                Some((v, _, _)) => (v + 1, true),
+                None => (1, true),
+            };
+            if created {
+                tx.insert_definition(&store::NewDefinition {
+                    key: &process.id,
+                    version,
+                    hash: &hash,
+                    name: process.name.as_deref(),
+                    xml: text,
+                    deployed_at: now,
+                    deployed_by: by,
+                })
+                .await
+                .map_err(DeployError::Store)?;
+                let fields = serde_json::to_string(&process.settings.registry).expect("registry map serialises");
+                tx.upsert_registry(&process.id, &fields, now).await.map_err(DeployError::Store)?;
+                let def =
+                    ProcessDef::new(Arc::new(defs.clone()), &process.id, version as u32, self.inner.config.default_tz)
+                        .expect("the process is in the file");
+                let timers = start_timer_dues(&def, now);
+                tx.replace_start_timers(&process.id, version, &timers).await.map_err(DeployError::Store)?;
+            }
+            out.push(Deployed { key: process.id.clone(), version, created });
+        }
+        tx.commit().await.map_err(DeployError::Store)?;
+        for d in out.iter().filter(|d| d.created) {
+            info!(definition = %d.key, version = d.version, "deployed");
+        }
+        self.refresh_message_starts().await.map_err(|e| DeployError::Store(StoreError::Corrupt(e.to_string())))?;
+        self.inner.wakers.scheduler.notify_one();
+        Ok(out)
+    }
+}
+
+fn is_transient(e: &DriverError) -> bool {
+    matches!(e, DriverError::Store(s) if s.is_transient())
+}
+
+/// The first due time of each timer start event of a process.
+pub fn start_timer_dues(def: &ProcessDef, now: Ts) -> Vec<(String, Ts)> {
+    use reglament_engine::model::TimerValue;
+    use reglament_engine::timer::TimerSpec;
+    let mut out = Vec::new();
+    for node in &def.process().nodes {
+        if node.parent.is_some() {
+            continue;
+        }
+        let NodeKind::StartEvent { trigger: Trigger::Timer(td), .. } = &node.kind else { continue };
+        let TimerValue::Literal(spec) = &td.value else { continue };
+        let due = match spec {
+            TimerSpec::Date(d) => Some(d.to_utc()),
+            TimerSpec::Cycle(c) => c.next_after(now, 0, def.tz),
+            TimerSpec::Duration(d) => d.add_to(now),
+        };
+        if let Some(due) = due {
+            out.push((node.id.clone(), due));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub key: String,
+    pub version: i64,
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("the model has errors")]
+    Invalid(Vec<reglament_engine::Diagnostic>),
+    #[error(transparent)]
+    Store(StoreError),
+    /// The engine failed on the model (a defect of ours, logged with the model's hash).
+    #[error("the engine failed on the model: {0}")]
+    Engine(String),
+}
+
+/// A command's name for logs.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::CompleteTask { .. } => "complete-task",
+        Command::CorrelateMessage { .. } => "correlate-message",
+        Command::FireTimer { .. } => "fire-timer",
+        Command::CompleteJob { .. } => "complete-job",
+        Command::FailJob { .. } => "fail-job",
+        Command::ChildCompleted { .. } => "child-completed",
+        Command::ChildFailed { .. } => "child-failed",
+        Command::ResolveIncident { .. } => "resolve-incident",
+        Command::Cancel { .. } => "cancel",
+        Command::ExtendSla { .. } => "extend-sla",
+        Command::PauseSla { .. } => "pause-sla",
+        Command::ResumeSla => "resume-sla",
+    }
+}
+
+/// The message of a caught panic.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+/// Runs one engine call, turning a panic into an error for this command only: the batch, the
+/// driver loop and the other commands go on.
+fn guarded<T>(what: &str, instance: &str, f: impl FnOnce() -> T) -> Result<T, DriverError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = panic_text(payload);
+        tracing::error!(instance, command = what, panic = %message, "the engine failed on a command; it was not applied");
+        DriverError::Engine(format!("the engine failed on {what} of instance {instance}: {message}"))
+    })
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Wake {
+    timers: bool,
+    outbox: bool,
+    jobs: bool,
+}
+
+/// An instance being changed in this batch.
+struct Work {
+    def: Arc<ProcessDef>,
+    state: Instance,
+    /// The stored revision this batch read; `None` for an instance created in this batch.
+    base_rev: Option<i64>,
+    history_len: i64,
+    transitions: Vec<(Transition, Option<String>)>,
+}
+
+/// One transaction's worth of work.
+struct Batch<'a> {
+    rt: &'a Runtime,
+    tx: Tx,
+    now: Ts,
+    work: Vec<Work>,
+    index: HashMap<String, usize>,
+    /// Follow-up work produced by effects, run in the same transaction.
+    follow: VecDeque<FollowUp>,
+    /// Latest definition versions read in this batch.
+    versions: HashMap<String, i64>,
+}
+
+/// Work an effect asks for that stays inside the database.
+enum FollowUp {
+    StartChild {
+        parent: String,
+        call: u32,
+        process: String,
+        variables: Vars,
+    },
+    CancelChild {
+        parent: String,
+        call: u32,
+    },
+    Command {
+        instance: String,
+        command: Command,
+    },
+    /// A message thrown by an instance; dropped when nobody waits for it.
+    Publish {
+        name: String,
+        correlation_key: String,
+        variables: Vars,
+    },
+    /// A subscription opened: deliver a buffered message if one waits.
+    DeliverBuffered {
+        name: String,
+        correlation_key: String,
+    },
+}
+
+impl Batch<'_> {
+    async fn load(&mut self, id: &str) -> Result<usize, DriverError> {
+        if let Some(&i) = self.index.get(id) {
+            return Ok(i);
+        }
+        let row =
+            self.tx.instance(id).await?.ok_or_else(|| DriverError::NotFound(format!("no process instance `{id}`")))?;
+        let def = self.rt.definition(&row.definition_key, row.version).await?;
+        self.work.push(Work {
+            def,
+            state: row.state,
+            base_rev: Some(row.rev),
+            history_len: row.history_len,
+            transitions: Vec::new(),
+        });
+        self.index.insert(id.to_string(), self.work.len() - 1);
+        Ok(self.work.len() - 1)
+    }
+
+    async fn op(&mut self, op: Op) -> Result<Outcome, DriverError> {
+        match op {
+            Op::Start { definition, business_key, variables, start_event } => {
+                self.start(
+                    &definition,
+                    StartCommand {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        business_key,
+                        variables,
+                        start_event,
+                        parent: None,
+                    },
+                )
+                .await
+            }
+            Op::Instance { id, command } => self.command(&id, command, None).await,
+            Op::CompleteTask { task_id, variables, by } => {
+                let (instance, key) =
+                    parse_task_id(&task_id).ok_or_else(|| DriverError::NotFound(format!("no task `{task_id}`")))?;
+                self.command(instance, Command::CompleteTask { task: key, variables }, by).await.map_err(|e| match e {
+                    DriverError::NotFound(_) => DriverError::NotFound(format!("no task `{task_id}`")),
+                    // The instance ended, so its tasks are closed: the same answer as a task
+                    // completed twice.
+                    DriverError::Rejected(Rejection::NotActive(_)) => DriverError::Rejected(Rejection::NoSuchTask(key)),
+                    other => other,
+                })
+            }
+            Op::Message { name, correlation_key, variables, ttl_ms } => {
+                self.message(name, correlation_key, variables, ttl_ms).await
+            }
+            Op::FireTimer { instance, key } => {
+                let result = self.command(&instance, Command::FireTimer { timer: key }, None).await;
+                match result {
+                    Err(DriverError::Rejected(Rejection::NoSuchTimer(_) | Rejection::NotActive(_)))
+                    | Err(DriverError::NotFound(_)) => {
+                        self.tx.delete_timer(&instance, key).await?;
+                        Ok(Outcome::Stale)
+                    }
+                    other => other,
+                }
+            }
+            Op::FireStartTimer { definition, element } => self.fire_start_timer(&definition, &element).await,
+        }
+    }
+
+    /// The latest version of a definition key, read once per batch.
+    async fn latest_version(&mut self, key: &str) -> Result<i64, DriverError> {
+        if let Some(v) = self.versions.get(key) {
+            return Ok(*v);
+        }
+        let v = self
+            .tx
+            .latest_version(key)
+            .await?
+            .ok_or_else(|| DriverError::NotFound(format!("no definition `{key}` is deployed")))?;
+        self.versions.insert(key.to_string(), v);
+        Ok(v)
+    }
+
+    /// Loads, in one query, the instances the batch's operations name.
+    async fn prefetch(&mut self, ops: &[Op]) -> Result<(), DriverError> {
+        let mut ids: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Instance { id, .. } => Some(id.as_str()),
+                Op::CompleteTask { task_id, .. } => parse_task_id(task_id).map(|(i, _)| i),
+                Op::FireTimer { instance, .. } => Some(instance.as_str()),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() < 2 {
+            return Ok(());
+        }
+        for row in self.tx.instances(&ids).await? {
+            if self.index.contains_key(&row.id) {
+                continue;
+            }
+            let def = self.rt.definition(&row.definition_key, row.version).await?;
+            self.index.insert(row.id.clone(), self.work.len());
+            self.work.push(Work {
+                def,
+                state: row.state,
+                base_rev: Some(row.rev),
+                history_len: row.history_len,
+                transitions: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, key: &str, cmd: StartCommand) -> Result<Outcome, DriverError> {
+        let version = self.latest_version(key).await?;
+        let def = self.rt.definition(key, version).await?;
+        let id = cmd.id.clone();
+        let (state, transition) = guarded("start", &id, || runtime::start(&def, self.rt.env(), cmd, self.now))??;
+        let deadline = state.sla.as_ref().map(|s| s.deadline);
+        self.work.push(Work { def, state, base_rev: None, history_len: 0, transitions: Vec::new() });
+        let i = self.work.len() - 1;
+        self.index.insert(id.clone(), i);
+        self.absorb(i, transition, None);
+        self.rt.inner.counters.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Outcome::Started { id, version, deadline })
+    }
+
+    async fn command(&mut self, id: &str, command: Command, by: Option<String>) -> Result<Outcome, DriverError> {
+        let i = self.load(id).await?;
+        let w = &self.work[i];
+        let what = command_name(&command);
+        let (state, transition) =
+            guarded(what, id, || runtime::handle(&w.def, self.rt.env(), &w.state, command, self.now))??;
+        self.work[i].state = state;
+        self.absorb(i, transition, by);
+        Ok(Outcome::Applied { id: id.to_string() })
+    }
+
+    async fn message(
+        &mut self,
+        name: String,
+        key: String,
+        variables: Vars,
+        ttl_ms: i64,
+    ) -> Result<Outcome, DriverError> {
+        // Subscriptions opened earlier in this batch are only in memory yet.
+        let in_memory = self.work.iter().position(|w| {
+            w.state.status == Status::Active
+                && w.state.messages.iter().any(|m| m.name == name && m.correlation_key == key)
+        });
+        let target = match in_memory {
+            Some(i) => Some(self.work[i].state.id.clone()),
+            None => self.tx.find_subscriber(&name, &key).await?,
+        };
+        if let Some(id) = target {
+            let cmd = Command::CorrelateMessage { name, correlation_key: key, variables };
+            return self.command(&id, cmd, None).await;
+        }
+        let starts =
+            self.rt.inner.message_starts.lock().expect("message index").get(&name).cloned().unwrap_or_default();
+        if let Some(def_key) = starts.first() {
+            let version = self.latest_version(def_key).await?;
+            let def = self.rt.definition(def_key, version).await?;
+            let start_event = def.process().nodes.iter().find_map(|n| match &n.kind {
+                NodeKind::StartEvent { trigger: Trigger::Message { message }, .. }
+                    if n.parent.is_none() && def.defs.messages.get(message).is_some_and(|m| m.name == name) =>
+                {
+                    Some(n.id.clone())
+                }
+                _ => None,
+            });
+            let business_key = (!key.is_empty()).then(|| key.clone());
+            return self
+                .start(
+                    def_key,
+                    StartCommand {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        business_key,
+                        variables,
+                        start_event,
+                        parent: None,
+                    },
+                )
+                .await;
+        }
+        if ttl_ms > 0 {
+            let expires = self.now + chrono::Duration::milliseconds(ttl_ms);
+            let vars = serde_json::to_string(&variables).expect("variables serialise");
+            self.tx.buffer_message(&uuid::Uuid::now_v7().to_string(), &name, &key, &vars, expires, self.now).await?;
+            return Ok(Outcome::Buffered);
+        }
+        Err(DriverError::NotFound(format!(
+            "no process instance waits for message `{name}` with correlation key `{key}`, and no process starts with it"
+        )))
+    }
+
+    async fn fire_start_timer(&mut self, key: &str, element: &str) -> Result<Outcome, DriverError> {
+        let Some((version, due, fired)) = self.tx.start_timer(key, element).await? else { return Ok(Outcome::Stale) };
+        if due > self.now {
+            return Ok(Outcome::Stale);
+        }
+        let def = self.rt.definition(key, version).await?;
+        // Misfire policy: after downtime, fire once and count the firings that were missed.
+        let mut next = None;
+        let mut missed = 0i64;
+        if let Some(node) = def.process().node_by_id(element)
+            && let NodeKind::StartEvent { trigger: Trigger::Timer(td), .. } = &def.process().node(node).kind
+            && let reglament_engine::model::TimerValue::Literal(reglament_engine::timer::TimerSpec::Cycle(c)) =
+                &td.value
+        {
+            // The engine's misfire policy, so instance cycles and start events count alike.
+            let (following, skipped) = c.next_after_late(due, self.now, fired as u32 + 1, def.tz);
+            next = following;
+            missed = i64::from(skipped);
+        }
+        if missed > 0 {
+            warn!(
+                definition = key,
+                element, missed, "timer start event missed firings while the engine was down; fired once"
+            );
+        }
+        self.tx.advance_start_timer(key, element, next, missed).await?;
+        self.start(
+            key,
+            StartCommand {
+                id: uuid::Uuid::now_v7().to_string(),
+                business_key: None,
+                variables: Vars::new(),
+                start_event: Some(element.to_string()),
+                parent: None,
+            },
+        )
+        .await
+    }
+
+    /// Records a transition and turns its in-database effects into follow-up operations.
+    fn absorb(&mut self, i: usize, transition: Transition, by: Option<String>) {
+        let id = self.work[i].state.id.clone();
+        for effect in &transition.effects {
+            let follow = match effect {
+                Effect::StartChild { call, process, variables } => FollowUp::StartChild {
+                    parent: id.clone(),
+                    call: *call,
+                    process: process.clone(),
+                    variables: variables.clone(),
+                },
+                Effect::NotifyParent { parent, outcome } => {
+                    let command = match outcome {
+                        ChildOutcome::Completed { variables } => {
+                            Command::ChildCompleted { call: parent.call, variables: variables.clone() }
+                        }
+                        ChildOutcome::Failed { error_code, message } => Command::ChildFailed {
+                            call: parent.call,
+                            error_code: error_code.clone(),
+                            message: message.clone(),
+                        },
+                        ChildOutcome::Cancelled => continue,
+                    };
+                    FollowUp::Command { instance: parent.instance.clone(), command }
+                }
+                Effect::CancelChild { call } => FollowUp::CancelChild { parent: id.clone(), call: *call },
+                Effect::PublishMessage { name, correlation_key, variables } => FollowUp::Publish {
+                    name: name.clone(),
+                    correlation_key: correlation_key.clone(),
+                    variables: variables.clone(),
+                },
+                Effect::Subscribe { name, correlation_key, .. } => {
+                    FollowUp::DeliverBuffered { name: name.clone(), correlation_key: correlation_key.clone() }
+                }
+                _ => continue,
+            };
+            self.follow.push_back(follow);
+        }
+        if transition.events.iter().any(|e| matches!(e, Event::InstanceCompleted)) {
+            self.rt.inner.counters.completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.work[i].transitions.push((transition, by));
+    }
+
+    /// Runs follow-ups until none are left. Their failures are logged, not returned: the
+    /// operation that caused them succeeded.
+    async fn follow_ups(&mut self) -> Result<(), DriverError> {
+        let mut guard = 0;
+        while let Some(follow) = self.follow.pop_front() {
+            guard += 1;
+            if guard > 10_000 {
+                warn!("follow-up chain too long; stopped");
+                break;
+            }
+            let result = match follow {
+                FollowUp::StartChild { parent, call, process, variables } => {
+                    let cmd = StartCommand {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        business_key: None,
+                        variables,
+                        start_event: None,
+                        parent: Some(ParentRef { instance: parent.clone(), call }),
+                    };
+                    match self.start(&process, cmd).await {
+                        Err(DriverError::Store(e)) => return Err(DriverError::Store(e)),
+                        Err(e) => {
+                            let failed = Command::ChildFailed {
+                                call,
+                                error_code: "child-start-failed".into(),
+                                message: e.to_string(),
+                            };
+                            self.command(&parent, failed, None).await
+                        }
+                        ok => ok,
+                    }
+                }
+                FollowUp::CancelChild { parent, call } => match self.child_of(&parent, call).await? {
+                    Some(child) => {
+                        self.command(&child, Command::Cancel { reason: "the calling activity ended".into() }, None)
+                            .await
+                    }
+                    None => continue,
+                },
+                FollowUp::Command { instance, command } => self.command(&instance, command, None).await,
+                FollowUp::DeliverBuffered { name, correlation_key } => {
+                    match self.tx.take_buffered_message(&name, &correlation_key, self.now).await? {
+                        Some(vars) => {
+                            let variables: Vars = serde_json::from_str(&vars).unwrap_or_default();
+                            self.message(name, correlation_key, variables, 0).await
+                        }
+                        None => continue,
+                    }
+                }
+                FollowUp::Publish { name, correlation_key, variables } => {
+                    match self.message(name.clone(), correlation_key.clone(), variables, 0).await {
+                        Err(DriverError::NotFound(_)) => {
+                            debug!(message = %name, key = %correlation_key, "thrown message had no receiver");
+                            continue;
+                        }
+                        other => other,
+                    }
+                }
+            };
+            match result {
+                Err(DriverError::Store(e)) => return Err(DriverError::Store(e)),
+                Err(e) => warn!(error = %e, "follow-up operation failed"),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The active child instance a call activity started.
+    async fn child_of(&mut self, parent: &str, call: u32) -> Result<Option<String>, DriverError> {
+        let want = Some(ParentRef { instance: parent.to_string(), call });
+        if let Some(w) = self.work.iter().find(|w| w.state.parent == want && w.state.status == Status::Active) {
+            return Ok(Some(w.state.id.clone()));
+        }
+        Ok(self.tx.child_instance(parent, call).await?)
+    }
+
+    /// Writes everything the batch changed. A stale revision aborts with `Conflict`.
+    async fn write(&mut self) -> Result<Wake, DriverError> {
+        let mut wake = Wake::default();
+        let now = self.now;
+        let mut w = Writes { now, ..Writes::default() };
+        for work in &mut self.work {
+            if work.transitions.is_empty() {
+                continue;
+            }
+            let id = work.state.id.clone();
+            let def = work.def.clone();
+            let state = &work.state;
+            let status = match state.status {
+                Status::Active => "active",
+                Status::Completed => "completed",
+                Status::Cancelled => "cancelled",
+            };
+            let instance = row![
+                id.as_str(),
+                def.key(),
+                i64::from(def.version),
+                state.business_key.clone(),
+                status,
+                i64::from(state.has_incident()),
+                codec::encode_state(state),
+                state.parent.as_ref().map(|p| p.instance.clone()),
+                state.started_at.unwrap_or(now),
+                state.ended_at,
+                state.sla.as_ref().map(|s| s.deadline),
+                work.history_len + work.transitions.len() as i64,
+            ];
+            match work.base_rev {
+                None => w.instance_inserts.push(instance),
+                Some(rev) => w.instance_updates.push((instance, rev)),
+            }
+            if state.status == Status::Cancelled {
+                w.cancelled.push(id.clone());
+            }
+            for (t, by) in &work.transitions {
+                w.history.push(row![id.as_str(), work.history_len, t.at, codec::encode_events(&t.events)]);
+                work.history_len += 1;
+                for event in &t.events {
+                    match event {
+                        Event::TaskCreated { key, node, task } => {
+                            let n = def.process().node(*node);
+                            let task_id = task_id(&id, *key);
+                            w.tasks.push(row![
+                                task_id.as_str(),
+                                id.as_str(),
+                                *key,
+                                def.key(),
+                                n.id.as_str(),
+                                n.name.clone(),
+                                "open",
+                                task.assignee.clone(),
+                                task.candidate_groups.join(","),
+                                task.candidate_users.join(","),
+                                task.due,
+                                task.priority,
+                                t.at,
+                            ]);
+                            for group in &task.candidate_groups {
+                                let due_sort = task.due.map(store::ms).unwrap_or(i64::MAX);
+                                w.task_groups.push(row![group.as_str(), task_id.as_str(), "open", due_sort, t.at]);
+                            }
+                        }
+                        Event::TaskCompleted { key, .. } => {
+                            w.task_closes.push(row![task_id(&id, *key), "completed", t.at, by.clone()]);
+                        }
+                        Event::ElementTerminated { key, node } => {
+                            if matches!(&def.process().node(*node).kind, NodeKind::Task(task) if task.kind == TaskKind::User)
+                            {
+                                w.task_closes.push(row![task_id(&id, *key), "cancelled", t.at, None::<String>]);
+                            }
+                        }
+                        Event::TimerFired { key, .. } => w.timer_deletes.push(row![id.as_str(), *key]),
+                        Event::MessageCorrelated { key, .. } => w.subscription_deletes.push(row![id.as_str(), *key]),
+                        Event::JobCompleted { key, .. } => w.job_finishes.push(row![id.as_str(), *key, "done"]),
+                        _ => {}
+                    }
+                }
+                for effect in &t.effects {
+                    match effect {
+                        Effect::ScheduleTimer { timer, due } => {
+                            w.timer_inserts.push(row![id.as_str(), *timer, *due]);
+                            wake.timers = true;
+                        }
+                        Effect::CancelTimer { timer } => w.timer_deletes.push(row![id.as_str(), *timer]),
+                        Effect::Subscribe { subscription, name, correlation_key } => w.subscription_inserts.push(row![
+                            id.as_str(),
+                            *subscription,
+                            name.as_str(),
+                            correlation_key.as_str(),
+                            t.at
+                        ]),
+                        Effect::Unsubscribe { subscription } => {
+                            w.subscription_deletes.push(row![id.as_str(), *subscription])
+                        }
+                        Effect::SendEmail { job, email } => {
+                            let row_id = task_id(&id, *job);
+                            let message_id = format!("<{row_id}@reglament>");
+                            let payload = serde_json::to_string(email).expect("email serialises");
+                            w.outbox.push(row![row_id, id.as_str(), *job, message_id, payload, "pending", now, now]);
+                            wake.outbox = true;
+                        }
+                        Effect::RunJob { job, job_type, headers, variables } => {
+                            let payload = serde_json::json!({ "headers": headers, "variables": variables }).to_string();
+                            w.jobs.push(row![
+                                task_id(&id, *job),
+                                id.as_str(),
+                                *job,
+                                job_type.as_str(),
+                                payload,
+                                "pending",
+                                now,
+                                now
+                            ]);
+                            wake.jobs = true;
+                        }
+                        Effect::CancelJob { job } => w.job_finishes.push(row![id.as_str(), *job, "cancelled"]),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if !self.tx.flush(&w).await? {
+            return Err(DriverError::Conflict);
+        }
+        Ok(wake)
+    }
+}
+
+/// Task (and job) ids are `INSTANCE.KEY`.
+pub fn task_id(instance: &str, key: u32) -> String {
+    format!("{instance}.{key}")
+}
+
+pub fn parse_task_id(id: &str) -> Option<(&str, u32)> {
+    let (instance, key) = id.rsplit_once('.')?;
+    Some((instance, key.parse().ok()?))
+}
+
+impl From<store::StoreError> for DeployError {
+    fn from(e: store::StoreError) -> Self {
+        DeployError::Store(e)
+    }
+}

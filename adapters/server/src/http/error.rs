@@ -1,0 +1,328 @@
+//! The one error type of the API: every failure leaves as `application/problem+json` (RFC 9457)
+//! with a stable `type`, a Russian `title`, a `detail` and the `status`.
+//!
+//! Rejections of the engine map to 404/409/422; storage failures and broken invariants become a
+//! 500 whose body says nothing about the cause (the cause is logged).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use reglament_engine::Diagnostic;
+use reglament_engine::runtime::Rejection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::driver::{DeployError, DriverError};
+use reglament_store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// What went wrong, as the API reports it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No `Authorization: Bearer` token, or one that belongs to nobody.
+    Unauthorized(String),
+    /// Signed in, but not allowed to do this.
+    Forbidden(String),
+    /// A resource named in the path does not exist.
+    NotFound(Resource, String),
+    /// No route has this path.
+    RouteNotFound,
+    MethodNotAllowed,
+    /// Malformed syntax: bad JSON, a bad query string, a bad cursor.
+    BadRequest(String),
+    /// Well-formed input that does not fit: wrong types, missing fields, an invalid form.
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    /// A BPMN model with errors, with every diagnostic.
+    InvalidModel(Vec<Diagnostic>),
+    /// The request does not fit the resource's current state (a task completed twice, claimed
+    /// by someone else, an idempotency key in flight or reused for another request).
+    Conflict(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
+    Timeout,
+    /// The server is shutting down or the database is unreachable.
+    Unavailable(String),
+    /// Anything else: logged, never shown.
+    Internal(String),
+}
+
+/// Resources whose absence has its own problem type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Definition,
+    Instance,
+    Task,
+    User,
+    /// A message nobody waits for.
+    Subscription,
+}
+
+/// One problem with one field of the input.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field (form field id or JSON path), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// A diagnostic of a BPMN model refused at deployment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelError {
+    pub line: u32,
+    pub column: u32,
+    pub element: Option<String>,
+    pub message: String,
+    /// `error` or `warning`.
+    pub severity: String,
+    /// The diagnostic's stable code (`gateway-without-conditions`, `bad-expression`, …).
+    pub code: String,
+}
+
+/// The body of every error response (RFC 9457 problem details).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable identifier of the kind of problem, e.g. `/problems/task-not-found`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short Russian summary of the kind of problem.
+    pub title: String,
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Field problems (`/problems/validation`) or model diagnostics (`/problems/invalid-model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(..) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } | ApiError::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `type` and the Russian `title`.
+    pub fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => ("/problems/unauthorized", "Требуется вход: передайте действующий API-токен"),
+            ApiError::Forbidden(_) => ("/problems/forbidden", "Недостаточно прав"),
+            ApiError::NotFound(Resource::Definition, _) => {
+                ("/problems/definition-not-found", "Определение процесса не найдено")
+            }
+            ApiError::NotFound(Resource::Instance, _) => {
+                ("/problems/instance-not-found", "Экземпляр процесса не найден")
+            }
+            ApiError::NotFound(Resource::Task, _) => ("/problems/task-not-found", "Задача не найдена"),
+            ApiError::NotFound(Resource::User, _) => ("/problems/user-not-found", "Пользователь не найден"),
+            ApiError::NotFound(Resource::Subscription, _) => ("/problems/no-receiver", "Сообщение некому принять"),
+            ApiError::RouteNotFound => ("/problems/route-not-found", "Адрес не найден"),
+            ApiError::MethodNotAllowed => ("/problems/method-not-allowed", "Метод не поддерживается для этого адреса"),
+            ApiError::BadRequest(_) => ("/problems/bad-request", "Некорректный запрос"),
+            ApiError::Validation { .. } => ("/problems/validation", "Данные не прошли проверку"),
+            ApiError::InvalidModel(_) => ("/problems/invalid-model", "Модель процесса содержит ошибки"),
+            ApiError::Conflict(_) => ("/problems/conflict", "Действие противоречит текущему состоянию"),
+            ApiError::PayloadTooLarge(_) => ("/problems/payload-too-large", "Слишком большой запрос"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("/problems/unsupported-media-type", "Неподдерживаемый тип содержимого")
+            }
+            ApiError::Timeout => ("/problems/timeout", "Превышено время обработки запроса"),
+            ApiError::Unavailable(_) => ("/problems/unavailable", "Сервис временно недоступен"),
+            ApiError::Internal(_) => ("/problems/internal", "Внутренняя ошибка сервера"),
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Unauthorized(d)
+            | ApiError::Forbidden(d)
+            | ApiError::NotFound(_, d)
+            | ApiError::BadRequest(d)
+            | ApiError::Conflict(d)
+            | ApiError::PayloadTooLarge(d)
+            | ApiError::UnsupportedMediaType(d)
+            | ApiError::Unavailable(d) => d.clone(),
+            ApiError::Validation { detail, .. } => detail.clone(),
+            ApiError::RouteNotFound => "Такого адреса в API нет; список адресов — /openapi.json и /docs".into(),
+            ApiError::MethodNotAllowed => "Этот адрес не принимает такой метод; см. /docs".into(),
+            ApiError::InvalidModel(d) => {
+                let errors = d.iter().filter(|d| d.is_error()).count();
+                format!("Модель не развёрнута: ошибок — {errors}; все замечания перечислены в `errors`")
+            }
+            ApiError::Timeout => "Запрос не обработан за отведённое время; повторите его позже".into(),
+            ApiError::Internal(_) => "Запрос не выполнен из-за внутренней ошибки; она записана в журнал сервера".into(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (kind, title) = self.kind();
+        let errors = match self {
+            ApiError::Validation { errors, .. } if !errors.is_empty() => {
+                Some(serde_json::to_value(errors).expect("field errors serialise"))
+            }
+            ApiError::InvalidModel(diags) => {
+                let items: Vec<ModelError> = diags.iter().map(model_error).collect();
+                Some(serde_json::to_value(items).expect("model errors serialise"))
+            }
+            _ => None,
+        };
+        Problem {
+            kind: kind.to_string(),
+            title: title.to_string(),
+            status: self.status().as_u16(),
+            detail: self.detail(),
+            errors,
+        }
+    }
+
+    pub fn validation(detail: impl Into<String>) -> ApiError {
+        ApiError::Validation { detail: detail.into(), errors: Vec::new() }
+    }
+
+    /// Wraps an unexpected failure; the cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(cause.to_string())
+    }
+}
+
+fn model_error(d: &Diagnostic) -> ModelError {
+    ModelError {
+        line: d.pos.line,
+        column: d.pos.col,
+        element: d.element.clone(),
+        message: d.message.clone(),
+        severity: d.severity.to_string(),
+        code: d.code.as_str().to_string(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed");
+        }
+        let problem = self.problem();
+        let body = serde_json::to_vec(&problem).expect("problems serialise");
+        let mut response = (self.status(), body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The form messages of [`Rejection::InvalidForm`] (`поле «…» (id): …; …`), one per field.
+fn form_errors(message: &str) -> Vec<FieldError> {
+    message
+        .split("; ")
+        .map(|m| {
+            let field = m.split_once("» (").and_then(|(_, rest)| rest.split_once(')')).map(|(id, _)| id.to_string());
+            FieldError { field, message: m.to_string() }
+        })
+        .collect()
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::InvalidForm(message) => ApiError::Validation {
+                detail: format!("Форма задачи заполнена неверно: {message}"),
+                errors: form_errors(&message),
+            },
+            Rejection::NoSuchTask(_) => {
+                ApiError::Conflict("Задача уже завершена или отменена; повторно её выполнить нельзя".into())
+            }
+            Rejection::NotActive(status) => {
+                ApiError::Conflict(format!("Экземпляр процесса уже не активен (состояние: {status:?})"))
+            }
+            Rejection::NoSuchStartEvent(_) | Rejection::NoNoneStart | Rejection::Invalid(_) => {
+                ApiError::validation(r.to_string())
+            }
+            other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A driver failure where a missing thing is of kind `missing`.
+    pub fn driver(e: DriverError, missing: Resource) -> ApiError {
+        match e {
+            DriverError::NotFound(detail) => ApiError::NotFound(missing, detail),
+            other => other.into(),
+        }
+    }
+}
+
+impl From<DriverError> for ApiError {
+    fn from(e: DriverError) -> Self {
+        match e {
+            DriverError::Rejected(r) => r.into(),
+            DriverError::NotFound(detail) => ApiError::NotFound(Resource::Instance, detail),
+            DriverError::Invalid(detail) => ApiError::internal(detail),
+            DriverError::Store(e) => e.into(),
+            DriverError::Conflict => {
+                ApiError::Conflict("Экземпляр процесса одновременно изменяется другим узлом; повторите запрос".into())
+            }
+            DriverError::ShuttingDown => ApiError::Unavailable("Сервер останавливается; повторите запрос позже".into()),
+            DriverError::Engine(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Unavailable("База данных временно недоступна; повторите запрос позже".into());
+        }
+        ApiError::internal(e)
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Invalid(diags) => ApiError::InvalidModel(diags),
+            DeployError::Store(e) => e.into(),
+            DeployError::Engine(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+/// Rejections of axum's extractors, with the status axum chose (400, 413, 415, 422).
+pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!("Тело запроса больше допустимого: {text}")),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType(format!("Ожидается заголовок `Content-Type: application/json`: {text}"))
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Validation {
+            detail: format!("Поля запроса не соответствуют схеме: {text}"),
+            errors: vec![FieldError { field: json_path(&text), message: text }],
+        },
+        _ => ApiError::BadRequest(text),
+    }
+}
+
+/// serde_path_to_error's path in axum's message (`Failed to deserialize the JSON body into the
+/// target type: variables: invalid type…`).
+fn json_path(text: &str) -> Option<String> {
+    let rest = text.split_once("target type: ")?.1;
+    let (path, _) = rest.split_once(": ")?;
+    (!path.contains(' ')).then(|| path.to_string())
+}

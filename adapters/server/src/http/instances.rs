@@ -1,0 +1,184 @@
+//! Process instances: start, inspect, history, cancel.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use reglament_engine::runtime::Command;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::{ADMINS, CurrentUser, PROCESS_OWNERS};
+use super::error::{ApiError, Problem, Resource};
+use super::extract::{ApiJson, ApiQuery};
+use super::history::{self, HistoryItem};
+use super::views::InstanceView;
+use crate::driver::{Op, Outcome};
+use reglament_store::InstanceRow;
+use reglament_store::codec;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartRequest {
+    /// The definition key (BPMN process id); the latest version starts.
+    pub definition_key: String,
+    pub business_key: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub variables: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The audit history of an instance in the trace vocabulary (`at`, `event`, `element`, …).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryList {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<HistoryItem>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CancelQuery {
+    /// Why the instance is cancelled (recorded in the history).
+    pub reason: Option<String>,
+}
+
+pub(super) async fn load(state: &AppState, id: &str) -> Result<InstanceRow, ApiError> {
+    // An id with a control character cannot exist (and PostgreSQL refuses NUL in a query).
+    if !super::hygiene::plausible_id(id) {
+        return Err(ApiError::NotFound(
+            Resource::Instance,
+            format!("Экземпляра процесса `{id}` нет", id = id.escape_debug()),
+        ));
+    }
+    state
+        .runtime
+        .store()
+        .instance(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(Resource::Instance, format!("Экземпляра процесса `{id}` нет")))
+}
+
+async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiError> {
+    let def = state.runtime.definition(&row.definition_key, row.version).await?;
+    Ok(InstanceView::build(row, &def, state.runtime.env(), state.runtime.now(), &state.base_url))
+}
+
+/// Starts an instance of the latest version of a definition. Any signed-in user may.
+#[utoipa::path(
+    post, path = "/api/process-instances", operation_id = "startInstance", summary = "Запустить экземпляр процесса", tag = "process-instances",
+    request_body = StartRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Повтор с тем же ключом вернёт тот же ответ и не запустит второй экземпляр")),
+    responses(
+        (status = 201, body = InstanceView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/definition-not-found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    ApiJson(req): ApiJson<StartRequest>,
+) -> Result<Response, ApiError> {
+    super::hygiene::Check::default()
+        .key("definitionKey", &req.definition_key, true)
+        .key("businessKey", req.business_key.as_deref().unwrap_or(""), false)
+        .variable_names("variables", &req.variables)
+        .done()?;
+    let op = Op::Start {
+        definition: req.definition_key,
+        business_key: req.business_key,
+        variables: req.variables,
+        start_event: None,
+    };
+    let outcome = state.runtime.submit(op).await.map_err(|e| ApiError::driver(e, Resource::Definition))?;
+    let Outcome::Started { id, .. } = outcome else {
+        return Err(ApiError::internal(format!("start answered {outcome:?}")));
+    };
+    let row = load(&state, &id).await?;
+    let body = view(&state, &row).await?;
+    let location = format!("{}/api/process-instances/{id}", state.base_url);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// An instance: state, active elements, variables, SLA deadline and working time left.
+#[utoipa::path(
+    get, path = "/api/process-instances/{id}", operation_id = "getInstance", summary = "Экземпляр процесса", tag = "process-instances",
+    params(("id" = String, Path, description = "Идентификатор экземпляра")),
+    responses(
+        (status = 200, body = InstanceView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/instance-not-found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceView>, ApiError> {
+    let row = load(&state, &id).await?;
+    Ok(Json(view(&state, &row).await?))
+}
+
+/// The audit history of an instance, oldest first.
+#[utoipa::path(
+    get, path = "/api/process-instances/{id}/history", operation_id = "getInstanceHistory", summary = "История экземпляра", tag = "process-instances",
+    params(("id" = String, Path, description = "Идентификатор экземпляра")),
+    responses(
+        (status = 200, body = HistoryList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<HistoryList>, ApiError> {
+    let row = load(&state, &id).await?;
+    let def = state.runtime.definition(&row.definition_key, row.version).await?;
+    let final_vars = row.state.vars(reglament_engine::runtime::ROOT).cloned().unwrap_or_default();
+    let mut items = Vec::new();
+    for (_, at, events) in state.runtime.store().history(&id).await? {
+        for event in codec::decode_events(&events)? {
+            items.extend(history::render(&id, &def, &event, at, &final_vars));
+        }
+    }
+    Ok(Json(HistoryList { items, next_cursor: None }))
+}
+
+/// Cancels an active instance (its open tasks close as cancelled). Needs `process-owners` or
+/// `admins`.
+#[utoipa::path(
+    delete, path = "/api/process-instances/{id}", operation_id = "cancelInstance", summary = "Отменить экземпляр", tag = "process-instances",
+    params(("id" = String, Path, description = "Идентификатор экземпляра"), CancelQuery),
+    responses(
+        (status = 200, body = InstanceView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Экземпляр уже завершён или отменён", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<CancelQuery>,
+) -> Result<Json<InstanceView>, ApiError> {
+    if !user.0.in_group(PROCESS_OWNERS) && !user.0.in_group(ADMINS) {
+        return Err(ApiError::Forbidden(format!(
+            "Отменять экземпляры могут только участники групп `{PROCESS_OWNERS}` и `{ADMINS}`"
+        )));
+    }
+    load(&state, &id).await?;
+    let reason =
+        q.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| format!("отменён пользователем {}", user.login()));
+    state.runtime.submit(Op::Instance { id: id.clone(), command: Command::Cancel { reason } }).await?;
+    let row = load(&state, &id).await?;
+    Ok(Json(view(&state, &row).await?))
+}

@@ -1,0 +1,278 @@
+//! The organisation directory: people (users with their groups), units with their heads,
+//! parents and members, and roles. Email recipient rules (`head-of:`, `unit:`, `role:`) and
+//! candidate groups read it.
+//!
+//! `reglament serve` loads `definitions/directory.toml` on first start — when the database has
+//! no units and no roles yet — and an admin replaces it with `PUT /api/directory`. Loading is
+//! one transaction: people are created or updated (name, email, groups; their tokens stay),
+//! units, members and roles are replaced as a whole. People not in the file are left alone:
+//! they may hold tokens and tasks; disable them instead.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::UserRecord;
+use super::{Pool, Result, Store, Ts, Tx};
+
+/// A person of the directory: a user who can sign in once given a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub login: String,
+    /// Full name, shown in emails (`Иванова Анна Сергеевна`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub email: String,
+    /// Groups: candidate groups of user tasks and `group:` recipient rules refer to these.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A unit (подразделение) of the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub id: String,
+    pub name: String,
+    /// The login of the unit's head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The unit this one belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Logins of the people who work in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// The whole directory, as `definitions/directory.toml` and `GET/PUT /api/directory` give it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// People created or updated when the directory is loaded.
+    #[serde(default)]
+    pub people: Vec<Person>,
+    #[serde(default)]
+    pub units: Vec<Unit>,
+    /// Role → logins holding it.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+impl Directory {
+    /// Every mistake that would make the directory inconsistent, as `where: what` lines in
+    /// Russian (they are shown to the admin who loads it). `known_users` are the logins already
+    /// in the database.
+    pub fn problems(&self, known_users: &BTreeSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut people = BTreeSet::new();
+        for (i, p) in self.people.iter().enumerate() {
+            let at = format!("people[{i}]");
+            if p.login.trim().is_empty() || p.login.chars().any(char::is_whitespace) {
+                out.push(format!("{at}: логин `{}` пуст или содержит пробелы", p.login));
+            }
+            if !p.email.contains('@') {
+                out.push(format!("{at}: адрес `{}` не похож на адрес электронной почты", p.email));
+            }
+            if !people.insert(p.login.as_str()) {
+                out.push(format!("{at}: логин `{}` повторяется", p.login));
+            }
+        }
+        let known = |login: &str| people.contains(login) || known_users.contains(login);
+        let ids: BTreeSet<&str> = self.units.iter().map(|u| u.id.as_str()).collect();
+        if ids.len() != self.units.len() {
+            out.push("units: идентификаторы подразделений повторяются".to_string());
+        }
+        for u in &self.units {
+            let at = format!("units `{}`", u.id);
+            if u.name.trim().is_empty() {
+                out.push(format!("{at}: нет названия"));
+            }
+            if let Some(head) = &u.head
+                && !known(head)
+            {
+                out.push(format!("{at}: руководителя `{head}` нет среди людей справочника и пользователей"));
+            }
+            if let Some(parent) = &u.parent
+                && !ids.contains(parent.as_str())
+            {
+                out.push(format!("{at}: вышестоящего подразделения `{parent}` нет в справочнике"));
+            }
+            for m in u.members.iter().filter(|m| !known(m)) {
+                out.push(format!("{at}: сотрудника `{m}` нет среди людей справочника и пользователей"));
+            }
+        }
+        for (role, logins) in &self.roles {
+            for l in logins.iter().filter(|l| !known(l)) {
+                out.push(format!("roles `{role}`: `{l}` нет среди людей справочника и пользователей"));
+            }
+        }
+        out
+    }
+}
+
+impl Store {
+    /// Units, members and roles (people are users: see [`Store::users`]).
+    pub async fn directory(&self) -> Result<Directory> {
+        let units: Vec<(String, String, Option<String>, Option<String>)> =
+            on_pool!(&self.pool, |c| sqlx::query_as("SELECT id, name, head_login, parent_id FROM units ORDER BY id")
+                .fetch_all(c)
+                .await?);
+        let members: Vec<(String, String)> =
+            on_pool!(&self.pool, |c| sqlx::query_as("SELECT unit_id, login FROM unit_members ORDER BY unit_id, login")
+                .fetch_all(c)
+                .await?);
+        let roles: Vec<(String, String)> =
+            on_pool!(&self.pool, |c| sqlx::query_as("SELECT role, login FROM roles ORDER BY role, login")
+                .fetch_all(c)
+                .await?);
+        let mut by_unit: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (unit, login) in members {
+            by_unit.entry(unit).or_default().push(login);
+        }
+        let units = units
+            .into_iter()
+            .map(|(id, name, head, parent)| {
+                let members = by_unit.remove(&id).unwrap_or_default();
+                Unit { id, name, head, parent, members }
+            })
+            .collect();
+        let mut by_role: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (role, login) in roles {
+            by_role.entry(role).or_default().push(login);
+        }
+        Ok(Directory { people: Vec::new(), units, roles: by_role })
+    }
+
+    /// True while no units and no roles were ever loaded.
+    pub async fn directory_is_empty(&self) -> Result<bool> {
+        let (n,): (i64,) = on_pool!(&self.pool, |c| sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM units) + (SELECT COUNT(*) FROM roles)"
+        )
+        .fetch_one(c)
+        .await?);
+        Ok(n == 0)
+    }
+
+    /// Checks a directory against the users already stored and, when it is consistent, loads
+    /// it. Returns the problems (nothing was written) or an empty list (loaded).
+    pub async fn load_directory(&self, directory: &Directory, now: Ts) -> Result<Vec<String>> {
+        let known: BTreeSet<String> = self.users().await?.into_iter().map(|u| u.login).collect();
+        let problems = directory.problems(&known);
+        if problems.is_empty() {
+            self.replace_directory(directory, now).await?;
+        }
+        Ok(problems)
+    }
+
+    /// Loads a directory in one transaction: people created or updated, units, members and
+    /// roles replaced. [`Store::load_directory`] checks it first.
+    pub async fn replace_directory(&self, directory: &Directory, now: Ts) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for p in &directory.people {
+            tx.write_user(
+                &UserRecord {
+                    login: p.login.clone(),
+                    name: p.name.clone(),
+                    email: p.email.clone(),
+                    groups: p.groups.clone(),
+                    disabled: false,
+                    created_at: now,
+                },
+                true,
+            )
+            .await?;
+        }
+        tx.replace_directory(directory).await?;
+        tx.commit().await
+    }
+}
+
+impl Tx {
+    /// Replaces units, members and roles inside this transaction.
+    pub async fn replace_directory(&mut self, d: &Directory) -> Result<()> {
+        for sql in ["DELETE FROM unit_members", "DELETE FROM roles", "DELETE FROM units"] {
+            on!(self, |c| sqlx::query(sql).execute(c).await?.rows_affected());
+        }
+        for unit in &d.units {
+            on!(self, |c| sqlx::query("INSERT INTO units (id, name, head_login, parent_id) VALUES ($1, $2, $3, $4)")
+                .bind(&unit.id)
+                .bind(&unit.name)
+                .bind(&unit.head)
+                .bind(&unit.parent)
+                .execute(c)
+                .await?
+                .rows_affected());
+            for login in &unit.members {
+                on!(self, |c| sqlx::query(
+                    "INSERT INTO unit_members (login, unit_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                )
+                .bind(login)
+                .bind(&unit.id)
+                .execute(c)
+                .await?
+                .rows_affected());
+            }
+        }
+        for (role, logins) in &d.roles {
+            for login in logins {
+                on!(self, |c| sqlx::query("INSERT INTO roles (role, login) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(role)
+                    .bind(login)
+                    .execute(c)
+                    .await?
+                    .rows_affected());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Directory;
+
+    #[test]
+    fn directory_reads_from_toml() {
+        let d: Directory = toml::from_str(
+            r#"
+            [[people]]
+            login = "ivanova"
+            email = "ivanova@example.org"
+            groups = ["unit-heads"]
+
+            [[units]]
+            id = "oapr"
+            name = "Отдел анализа и перспективного развития"
+            head = "ivanova"
+            members = ["petrov"]
+
+            [roles]
+            cur-contact = ["petrov"]
+            "#,
+        )
+        .expect("parses");
+        assert_eq!(d.units[0].head.as_deref(), Some("ivanova"));
+        assert_eq!(d.roles["cur-contact"], vec!["petrov".to_string()]);
+        assert_eq!(
+            d.problems(&BTreeSet::new()),
+            vec![
+                "units `oapr`: сотрудника `petrov` нет среди людей справочника и пользователей",
+                "roles `cur-contact`: `petrov` нет среди людей справочника и пользователей"
+            ]
+        );
+        assert!(d.problems(&BTreeSet::from(["petrov".to_string()])).is_empty());
+    }
+
+    #[test]
+    fn the_shipped_directory_is_consistent() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../definitions/directory.toml");
+        let text = std::fs::read_to_string(path).expect("definitions/directory.toml");
+        let d: Directory = toml::from_str(&text).expect("parses");
+        assert_eq!(d.problems(&BTreeSet::new()), Vec::<String>::new());
+        assert!(d.people.len() >= 10 && d.units.len() >= 4);
+    }
+}
