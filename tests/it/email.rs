@@ -520,7 +520,13 @@ async fn without_smtp_emails_go_to_the_mail_folder(db: TestDb) {
         (engine.status(&id).await == "completed").then_some(())
     })
     .await;
-    let row = engine.rt.store().outbox_of_instance(&id).await.unwrap().remove(0);
+    // The row is marked sent after the instance heard of it (the mark is written in the
+    // background), so it may still read "accepted" for a moment.
+    let row = eventually(Duration::from_secs(20), "the outbox row to be marked sent", || async {
+        let row = engine.rt.store().outbox_of_instance(&id).await.unwrap().remove(0);
+        (row.state == "sent").then_some(row)
+    })
+    .await;
     let raw = std::fs::read(folder.join(format!("{}.eml", row.id))).expect("the file is named by the outbox row");
     let mail = Received { raw, rcpt_tos: Vec::new() };
     assert_eq!(mail.header("Subject"), "Ответ на обращение № 5");

@@ -23,12 +23,14 @@ use reglament_engine::runtime::{
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::settings::Settings;
-use reglament_store::row;
-use reglament_store::writes::Writes;
+use reglament_store::writes::{
+    HistoryWrite, InstanceKey, InstanceWrite, JobFinish, QueuedWrite, SubscriptionWrite, TaskClose, TaskEnd,
+    TaskGroupWrite, TaskWrite, TimerWrite, Writes,
+};
 use reglament_store::{self as store, Store, StoreError, Ts, Tx, codec};
 
 /// One unit of work for the driver.
@@ -67,6 +69,44 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The span of this operation's work: `command` (its kind), `instance` and `definition`
+    /// where known before it runs; `command()` records the definition of the instance it loads.
+    fn span(&self) -> tracing::Span {
+        use tracing::field::Empty;
+        match self {
+            Op::Start { definition, .. } => {
+                info_span!("command", command = "start", definition = %definition, instance = Empty)
+            }
+            Op::Instance { id, command } => {
+                info_span!("command", command = command_name(command), instance = %id, definition = Empty)
+            }
+            Op::CompleteTask { task_id, .. } => {
+                let instance = parse_task_id(task_id).map(|(i, _)| i).unwrap_or_default();
+                info_span!("command", command = "complete-task", task = %task_id, instance = %instance, definition = Empty)
+            }
+            Op::Message { name, correlation_key, .. } => info_span!(
+                "command",
+                command = "publish-message",
+                message = %name,
+                correlation_key = %correlation_key,
+                instance = Empty,
+                definition = Empty
+            ),
+            Op::FireTimer { instance, key } => {
+                info_span!("command", command = "fire-timer", instance = %instance, timer = key, definition = Empty)
+            }
+            Op::FireStartTimer { definition, element } => info_span!(
+                "command",
+                command = "fire-start-timer",
+                definition = %definition,
+                element = %element,
+                instance = Empty
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Started {
@@ -87,9 +127,11 @@ pub enum DriverError {
     #[error("{0}")]
     Rejected(#[from] Rejection),
     #[error("{0}")]
-    NotFound(String),
+    NotFound(Missing),
+    /// Stored data the driver cannot use (a definition that no longer parses): a defect or a
+    /// damaged database, never the caller's fault.
     #[error("{0}")]
-    Invalid(String),
+    Corrupt(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the instance is being changed by another node; try again")]
@@ -101,13 +143,30 @@ pub enum DriverError {
     Engine(String),
 }
 
+/// What a command named that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("no process instance `{0}`")]
+    Instance(String),
+    #[error("no task `{0}`")]
+    Task(String),
+    #[error("no definition `{key}` is deployed")]
+    Definition { key: String },
+    #[error("definition `{key}` version {version} is not deployed")]
+    DefinitionVersion { key: String, version: i64 },
+    #[error(
+        "no process instance waits for message `{name}` with correlation key `{correlation_key}`, and no process starts with it"
+    )]
+    Receiver { name: String, correlation_key: String },
+}
+
 impl DriverError {
     fn cloned(&self) -> DriverError {
         match self {
             DriverError::Rejected(r) => DriverError::Rejected(r.clone()),
-            DriverError::NotFound(s) => DriverError::NotFound(s.clone()),
-            DriverError::Invalid(s) => DriverError::Invalid(s.clone()),
-            DriverError::Store(e) => DriverError::Invalid(format!("storage failed: {e}")),
+            DriverError::NotFound(m) => DriverError::NotFound(m.clone()),
+            DriverError::Corrupt(s) => DriverError::Corrupt(s.clone()),
+            DriverError::Store(e) => DriverError::Corrupt(format!("storage failed: {e}")),
             DriverError::Conflict => DriverError::Conflict,
             DriverError::ShuttingDown => DriverError::ShuttingDown,
             DriverError::Engine(s) => DriverError::Engine(s.clone()),
@@ -245,23 +304,25 @@ impl Runtime {
         if let Some(d) = self.inner.defs.lock().expect("definition cache").get(&(key.to_string(), version)) {
             return Ok(d.clone());
         }
-        let (_, xml) =
-            self.inner.store.definition_xml(key, Some(version)).await?.ok_or_else(|| {
-                DriverError::NotFound(format!("definition `{key}` version {version} is not deployed"))
-            })?;
+        let (_, xml) = self
+            .inner
+            .store
+            .definition_xml(key, Some(version))
+            .await?
+            .ok_or_else(|| DriverError::NotFound(Missing::DefinitionVersion { key: key.to_string(), version }))?;
         self.cache_definition(key, version, &xml)
     }
 
     fn cache_definition(&self, key: &str, version: i64, xml: &str) -> Result<Arc<ProcessDef>, DriverError> {
         let (defs, diags) = reglament_engine::parse_definitions(xml.as_bytes());
         if let Some(d) = diags.iter().find(|d| d.is_error()) {
-            return Err(DriverError::Invalid(format!(
+            return Err(DriverError::Corrupt(format!(
                 "stored definition `{key}` v{version} does not parse: {}",
                 d.message
             )));
         }
         let def = ProcessDef::new(Arc::new(defs), key, version as u32, self.inner.config.default_tz)
-            .ok_or_else(|| DriverError::Invalid(format!("stored definition `{key}` has no process `{key}`")))?;
+            .ok_or_else(|| DriverError::Corrupt(format!("stored definition `{key}` has no process `{key}`")))?;
         let def = Arc::new(def);
         self.inner.defs.lock().expect("definition cache").insert((key.to_string(), version), def.clone());
         Ok(def)
@@ -302,7 +363,8 @@ impl Runtime {
                     },
                 }
             }
-            self.run_batch(batch).await;
+            let span = info_span!("batch", commands = batch.len());
+            self.run_batch(batch).instrument(span).await;
         }
         debug!("driver loop ended");
     }
@@ -366,7 +428,8 @@ impl Runtime {
         }
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
-            match b.op(op.clone()).await {
+            let span = op.span();
+            match b.op(op.clone()).instrument(span).await {
                 // A storage failure fails the whole batch (and may be retried); a rejection
                 // fails only its own operation.
                 Err(DriverError::Store(e)) => {
@@ -596,7 +659,7 @@ impl Batch<'_> {
             return Ok(i);
         }
         let row =
-            self.tx.instance(id).await?.ok_or_else(|| DriverError::NotFound(format!("no process instance `{id}`")))?;
+            self.tx.instance(id).await?.ok_or_else(|| DriverError::NotFound(Missing::Instance(id.to_string())))?;
         let def = self.rt.definition(&row.definition_key, row.version).await?;
         self.work.push(Work {
             def,
@@ -627,9 +690,11 @@ impl Batch<'_> {
             Op::Instance { id, command } => self.command(&id, command, None).await,
             Op::CompleteTask { task_id, variables, by } => {
                 let (instance, key) =
-                    parse_task_id(&task_id).ok_or_else(|| DriverError::NotFound(format!("no task `{task_id}`")))?;
+                    parse_task_id(&task_id).ok_or_else(|| DriverError::NotFound(Missing::Task(task_id.clone())))?;
                 self.command(instance, Command::CompleteTask { task: key, variables }, by).await.map_err(|e| match e {
-                    DriverError::NotFound(_) => DriverError::NotFound(format!("no task `{task_id}`")),
+                    DriverError::NotFound(Missing::Instance(_)) => {
+                        DriverError::NotFound(Missing::Task(task_id.clone()))
+                    }
                     // The instance ended, so its tasks are closed: the same answer as a task
                     // completed twice.
                     DriverError::Rejected(Rejection::NotActive(_)) => DriverError::Rejected(Rejection::NoSuchTask(key)),
@@ -663,7 +728,7 @@ impl Batch<'_> {
             .tx
             .latest_version(key)
             .await?
-            .ok_or_else(|| DriverError::NotFound(format!("no definition `{key}` is deployed")))?;
+            .ok_or_else(|| DriverError::NotFound(Missing::Definition { key: key.to_string() }))?;
         self.versions.insert(key.to_string(), v);
         Ok(v)
     }
@@ -718,6 +783,9 @@ impl Batch<'_> {
     async fn command(&mut self, id: &str, command: Command, by: Option<String>) -> Result<Outcome, DriverError> {
         let i = self.load(id).await?;
         let w = &self.work[i];
+        let span = tracing::Span::current();
+        span.record("definition", w.def.process().id.as_str());
+        span.record("instance", id);
         let what = command_name(&command);
         let (state, transition) =
             guarded(what, id, || runtime::handle(&w.def, self.rt.env(), &w.state, command, self.now))??;
@@ -779,9 +847,7 @@ impl Batch<'_> {
             self.tx.buffer_message(&uuid::Uuid::now_v7().to_string(), &name, &key, &vars, expires, self.now).await?;
             return Ok(Outcome::Buffered);
         }
-        Err(DriverError::NotFound(format!(
-            "no process instance waits for message `{name}` with correlation key `{key}`, and no process starts with it"
-        )))
+        Err(DriverError::NotFound(Missing::Receiver { name, correlation_key: key }))
     }
 
     async fn fire_start_timer(&mut self, key: &str, element: &str) -> Result<Outcome, DriverError> {
@@ -857,7 +923,13 @@ impl Batch<'_> {
                 Effect::Subscribe { name, correlation_key, .. } => {
                     FollowUp::DeliverBuffered { name: name.clone(), correlation_key: correlation_key.clone() }
                 }
-                _ => continue,
+                // Written with the batch (`write`), nothing to follow up.
+                Effect::ScheduleTimer { .. }
+                | Effect::CancelTimer { .. }
+                | Effect::SendEmail { .. }
+                | Effect::RunJob { .. }
+                | Effect::CancelJob { .. }
+                | Effect::Unsubscribe { .. } => continue,
             };
             self.follow.push_back(follow);
         }
@@ -961,20 +1033,20 @@ impl Batch<'_> {
                 Status::Completed => "completed",
                 Status::Cancelled => "cancelled",
             };
-            let instance = row![
-                id.as_str(),
-                def.key(),
-                i64::from(def.version),
-                state.business_key.clone(),
-                status,
-                i64::from(state.has_incident()),
-                codec::encode_state(state),
-                state.parent.as_ref().map(|p| p.instance.clone()),
-                state.started_at.unwrap_or(now),
-                state.ended_at,
-                state.sla.as_ref().map(|s| s.deadline),
-                work.history_len + work.transitions.len() as i64,
-            ];
+            let instance = InstanceWrite {
+                id: id.clone(),
+                definition_key: def.key().to_string(),
+                version: i64::from(def.version),
+                business_key: state.business_key.clone(),
+                status: status.to_string(),
+                incident: state.has_incident(),
+                state: codec::encode_state(state),
+                parent_id: state.parent.as_ref().map(|p| p.instance.clone()),
+                started_at: state.started_at.unwrap_or(now),
+                ended_at: state.ended_at,
+                deadline: state.sla.as_ref().map(|s| s.deadline),
+                history_len: work.history_len + work.transitions.len() as i64,
+            };
             match work.base_rev {
                 None => w.instance_inserts.push(instance),
                 Some(rev) => w.instance_updates.push((instance, rev)),
@@ -983,88 +1055,155 @@ impl Batch<'_> {
                 w.cancelled.push(id.clone());
             }
             for (t, by) in &work.transitions {
-                w.history.push(row![id.as_str(), work.history_len, t.at, codec::encode_events(&t.events)]);
+                w.history.push(HistoryWrite {
+                    instance_id: id.clone(),
+                    seq: work.history_len,
+                    at: t.at,
+                    events: codec::encode_events(&t.events),
+                });
                 work.history_len += 1;
                 for event in &t.events {
                     match event {
                         Event::TaskCreated { key, node, task } => {
                             let n = def.process().node(*node);
                             let task_id = task_id(&id, *key);
-                            w.tasks.push(row![
-                                task_id.as_str(),
-                                id.as_str(),
-                                *key,
-                                def.key(),
-                                n.id.as_str(),
-                                n.name.clone(),
-                                "open",
-                                task.assignee.clone(),
-                                task.candidate_groups.join(","),
-                                task.candidate_users.join(","),
-                                task.due,
-                                task.priority,
-                                t.at,
-                            ]);
+                            w.tasks.push(TaskWrite {
+                                id: task_id.clone(),
+                                instance_id: id.clone(),
+                                task_key: *key,
+                                definition_key: def.key().to_string(),
+                                element_id: n.id.clone(),
+                                name: n.name.clone(),
+                                assignee: task.assignee.clone(),
+                                candidate_groups: task.candidate_groups.clone(),
+                                candidate_users: task.candidate_users.clone(),
+                                due: task.due,
+                                priority: task.priority,
+                                created_at: t.at,
+                            });
                             for group in &task.candidate_groups {
                                 let due_sort = task.due.map(store::ms).unwrap_or(i64::MAX);
-                                w.task_groups.push(row![group.as_str(), task_id.as_str(), "open", due_sort, t.at]);
+                                w.task_groups.push(TaskGroupWrite {
+                                    group: group.clone(),
+                                    task_id: task_id.clone(),
+                                    due_sort,
+                                    created_at: t.at,
+                                });
                             }
                         }
                         Event::TaskCompleted { key, .. } => {
-                            w.task_closes.push(row![task_id(&id, *key), "completed", t.at, by.clone()]);
+                            w.task_closes.push(TaskClose {
+                                task_id: task_id(&id, *key),
+                                end: TaskEnd::Completed,
+                                at: t.at,
+                                by: by.clone(),
+                            });
                         }
                         Event::ElementTerminated { key, node } => {
                             if matches!(&def.process().node(*node).kind, NodeKind::Task(task) if task.kind == TaskKind::User)
                             {
-                                w.task_closes.push(row![task_id(&id, *key), "cancelled", t.at, None::<String>]);
+                                w.task_closes.push(TaskClose {
+                                    task_id: task_id(&id, *key),
+                                    end: TaskEnd::Cancelled,
+                                    at: t.at,
+                                    by: None,
+                                });
                             }
                         }
-                        Event::TimerFired { key, .. } => w.timer_deletes.push(row![id.as_str(), *key]),
-                        Event::MessageCorrelated { key, .. } => w.subscription_deletes.push(row![id.as_str(), *key]),
-                        Event::JobCompleted { key, .. } => w.job_finishes.push(row![id.as_str(), *key, "done"]),
-                        _ => {}
+                        Event::TimerFired { key, .. } => {
+                            w.timer_deletes.push(InstanceKey { instance_id: id.clone(), key: *key })
+                        }
+                        Event::MessageCorrelated { key, .. } => {
+                            w.subscription_deletes.push(InstanceKey { instance_id: id.clone(), key: *key })
+                        }
+                        Event::JobCompleted { key, .. } => {
+                            w.job_finishes.push(JobFinish { instance_id: id.clone(), job_key: *key, state: "done" })
+                        }
+                        // Kept in the history only; their rows (if any) follow from effects.
+                        Event::InstanceStarted { .. }
+                        | Event::ElementEntered { .. }
+                        | Event::ElementCompleted { .. }
+                        | Event::TokenWaiting { .. }
+                        | Event::JoinFired { .. }
+                        | Event::VariablesSet { .. }
+                        | Event::MultiInstanceStarted { .. }
+                        | Event::MultiInstanceProgress { .. }
+                        | Event::JobCreated { .. }
+                        | Event::EmailQueued { .. }
+                        | Event::TimerScheduled { .. }
+                        | Event::TimerCancelled { .. }
+                        | Event::MessageSubscribed { .. }
+                        | Event::SubscriptionClosed { .. }
+                        | Event::ChildStarted { .. }
+                        | Event::ErrorThrown { .. }
+                        | Event::IncidentRaised { .. }
+                        | Event::IncidentResolved { .. }
+                        | Event::SlaExtended { .. }
+                        | Event::SlaPaused { .. }
+                        | Event::SlaResumed { .. }
+                        | Event::InstanceCompleted
+                        | Event::InstanceCancelled { .. } => {}
                     }
                 }
                 for effect in &t.effects {
                     match effect {
                         Effect::ScheduleTimer { timer, due } => {
-                            w.timer_inserts.push(row![id.as_str(), *timer, *due]);
+                            w.timer_inserts.push(TimerWrite { instance_id: id.clone(), timer_key: *timer, due: *due });
                             wake.timers = true;
                         }
-                        Effect::CancelTimer { timer } => w.timer_deletes.push(row![id.as_str(), *timer]),
-                        Effect::Subscribe { subscription, name, correlation_key } => w.subscription_inserts.push(row![
-                            id.as_str(),
-                            *subscription,
-                            name.as_str(),
-                            correlation_key.as_str(),
-                            t.at
-                        ]),
+                        Effect::CancelTimer { timer } => {
+                            w.timer_deletes.push(InstanceKey { instance_id: id.clone(), key: *timer })
+                        }
+                        Effect::Subscribe { subscription, name, correlation_key } => {
+                            w.subscription_inserts.push(SubscriptionWrite {
+                                instance_id: id.clone(),
+                                sub_key: *subscription,
+                                name: name.clone(),
+                                correlation_key: correlation_key.clone(),
+                                created_at: t.at,
+                            })
+                        }
                         Effect::Unsubscribe { subscription } => {
-                            w.subscription_deletes.push(row![id.as_str(), *subscription])
+                            w.subscription_deletes.push(InstanceKey { instance_id: id.clone(), key: *subscription })
                         }
                         Effect::SendEmail { job, email } => {
                             let row_id = task_id(&id, *job);
                             let message_id = format!("<{row_id}@reglament>");
                             let payload = serde_json::to_string(email).expect("email serialises");
-                            w.outbox.push(row![row_id, id.as_str(), *job, message_id, payload, "pending", now, now]);
+                            w.outbox.push(QueuedWrite {
+                                id: row_id,
+                                instance_id: id.clone(),
+                                job_key: *job,
+                                kind: message_id,
+                                payload,
+                                due: now,
+                                created_at: now,
+                            });
                             wake.outbox = true;
                         }
                         Effect::RunJob { job, job_type, headers, variables } => {
                             let payload = serde_json::json!({ "headers": headers, "variables": variables }).to_string();
-                            w.jobs.push(row![
-                                task_id(&id, *job),
-                                id.as_str(),
-                                *job,
-                                job_type.as_str(),
+                            w.jobs.push(QueuedWrite {
+                                id: task_id(&id, *job),
+                                instance_id: id.clone(),
+                                job_key: *job,
+                                kind: job_type.clone(),
                                 payload,
-                                "pending",
-                                now,
-                                now
-                            ]);
+                                due: now,
+                                created_at: now,
+                            });
                             wake.jobs = true;
                         }
-                        Effect::CancelJob { job } => w.job_finishes.push(row![id.as_str(), *job, "cancelled"]),
-                        _ => {}
+                        Effect::CancelJob { job } => w.job_finishes.push(JobFinish {
+                            instance_id: id.clone(),
+                            job_key: *job,
+                            state: "cancelled",
+                        }),
+                        // Cross-instance effects: follow-up commands after commit (`follow_ups`).
+                        Effect::StartChild { .. }
+                        | Effect::CancelChild { .. }
+                        | Effect::NotifyParent { .. }
+                        | Effect::PublishMessage { .. } => {}
                     }
                 }
             }

@@ -26,7 +26,7 @@ use chrono::{Datelike, NaiveDate, TimeZone};
 use reglament_engine::runtime::Command;
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::driver::{Op, Runtime};
 use reglament_store::jobs::LeasedJob;
@@ -44,7 +44,14 @@ pub async fn run(rt: Runtime, lease: Duration, mut shutdown: watch::Receiver<boo
         match rt.store().lease_due_jobs(rt.node(), now, until, 20).await {
             Ok(jobs) if !jobs.is_empty() => {
                 for job in jobs {
-                    run_one(&rt, job).await;
+                    let span = info_span!(
+                        "job",
+                        job = %job.id,
+                        job_type = %job.job_type,
+                        instance = %job.instance_id,
+                        attempt = job.attempts + 1
+                    );
+                    run_one(&rt, job).instrument(span).await;
                 }
                 continue;
             }

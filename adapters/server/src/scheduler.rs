@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::driver::{Op, Outcome, Runtime};
 use crate::settings::Settings;
@@ -56,7 +56,7 @@ pub async fn run(rt: Runtime, config: SchedulerConfig, mut shutdown: watch::Rece
         if *shutdown.borrow() {
             break;
         }
-        let fired = match round(&rt, &config).await {
+        let fired = match round(&rt, &config).instrument(tracing::debug_span!("timers")).await {
             Ok(n) => n,
             Err(e) => {
                 warn!(error = %e, "scheduler round failed; retrying");

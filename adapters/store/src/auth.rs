@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{InboxSort, Pool, Result, Store, TASK_COLUMNS_T, TaskRow, TaskTuple, Ts, Tx, from_ms, ms};
+use super::{InboxSort, Pool, Result, Store, TASK_COLUMNS_T, TaskRecord, TaskRow, Ts, Tx, from_ms, ms};
 
 /// A user and the groups they belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,15 @@ pub struct SlaRow {
     pub average_ms: Option<f64>,
 }
 
-type UserTuple = (String, Option<String>, String, i64, i64);
+/// A `users` row as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct UserRow {
+    login: String,
+    name: Option<String>,
+    email: String,
+    disabled: i64,
+    created_at: i64,
+}
 type RegistryTuple = (String, i64, Option<String>, Option<String>, Option<i64>);
 type SlaTuple = (String, i64, i64, i64, i64, Option<f64>);
 
@@ -159,7 +167,7 @@ impl Store {
     }
 
     pub async fn user(&self, login: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserTuple> = on_pool!(&self.pool, |c| sqlx::query_as(
+        let row: Option<UserRow> = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT login, name, email, disabled, created_at FROM users WHERE login = $1"
         )
         .bind(login)
@@ -173,7 +181,7 @@ impl Store {
 
     /// All users, by login, with their groups (two queries, not one per user).
     pub async fn users(&self) -> Result<Vec<UserRecord>> {
-        let rows: Vec<UserTuple> = on_pool!(&self.pool, |c| sqlx::query_as(
+        let rows: Vec<UserRow> = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT login, name, email, disabled, created_at FROM users ORDER BY login"
         )
         .fetch_all(c)
@@ -190,7 +198,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let g = groups.remove(&row.0).unwrap_or_default();
+                let g = groups.remove(&row.login).unwrap_or_default();
                 user_from(row, g)
             })
             .collect())
@@ -206,11 +214,11 @@ impl Store {
         Ok(rows)
     }
 
-    async fn with_groups(&self, row: UserTuple) -> Result<UserRecord> {
+    async fn with_groups(&self, row: UserRow) -> Result<UserRecord> {
         let groups: Vec<(String,)> = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT group_name FROM user_groups WHERE login = $1 ORDER BY group_name"
         )
-        .bind(&row.0)
+        .bind(&row.login)
         .fetch_all(c)
         .await?);
         Ok(user_from(row, groups.into_iter().map(|g| g.0).collect()))
@@ -235,7 +243,7 @@ impl Store {
 
     /// The enabled user a token hash belongs to.
     pub async fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserTuple> = on_pool!(&self.pool, |c| {
+        let row: Option<UserRow> = on_pool!(&self.pool, |c| {
             sqlx::query_as(
             "SELECT u.login, u.name, u.email, u.disabled, u.created_at FROM tokens t JOIN users u ON u.login = t.login \
              WHERE t.hash = $1 AND u.disabled = 0"
@@ -407,7 +415,7 @@ impl Store {
         }
         let limit = arg(Arg::Int(i64::from(q.limit.clamp(1, 500))));
         sql.push_str(&format!(" ORDER BY {sort}, t.id LIMIT {limit}"));
-        let rows: Vec<TaskTuple> = on_pool!(&self.pool, |c| {
+        let rows: Vec<TaskRecord> = on_pool!(&self.pool, |c| {
             let mut query = sqlx::query_as(&sql);
             for a in &args {
                 query = match a {
@@ -417,7 +425,7 @@ impl Store {
             }
             query.fetch_all(c).await?
         });
-        Ok(rows.into_iter().map(TaskRow::from_tuple).collect())
+        Ok(rows.into_iter().map(TaskRow::from_record).collect())
     }
 
     /// Open tasks whose due time has passed.
@@ -530,8 +538,15 @@ enum Arg {
     Int(i64),
 }
 
-fn user_from(row: UserTuple, groups: Vec<String>) -> UserRecord {
-    UserRecord { login: row.0, name: row.1, email: row.2, groups, disabled: row.3 != 0, created_at: from_ms(row.4) }
+fn user_from(row: UserRow, groups: Vec<String>) -> UserRecord {
+    UserRecord {
+        login: row.login,
+        name: row.name,
+        email: row.email,
+        groups,
+        disabled: row.disabled != 0,
+        created_at: from_ms(row.created_at),
+    }
 }
 
 fn sla_from(t: SlaTuple) -> SlaRow {

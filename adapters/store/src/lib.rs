@@ -176,9 +176,9 @@ impl Store {
     // ---- reads outside transactions -------------------------------------------------------
 
     pub async fn instance(&self, id: &str) -> Result<Option<InstanceRow>> {
-        let row: Option<InstanceTuple> =
+        let row: Option<InstanceRecord> =
             on_pool!(&self.pool, |c| sqlx::query_as(INSTANCE_SELECT).bind(id).fetch_optional(c).await?);
-        row.map(InstanceRow::from_tuple).transpose()
+        row.map(InstanceRow::from_record).transpose()
     }
 
     pub async fn history(&self, id: &str) -> Result<Vec<(i64, Ts, String)>> {
@@ -192,12 +192,12 @@ impl Store {
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>> {
-        let row: Option<TaskTuple> =
+        let row: Option<TaskRecord> =
             on_pool!(&self.pool, |c| sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))
                 .bind(id)
                 .fetch_optional(c)
                 .await?);
-        Ok(row.map(TaskRow::from_tuple))
+        Ok(row.map(TaskRow::from_record))
     }
 
     /// The inbox: open/completed tasks of a candidate group or an assignee, in due or creation
@@ -210,7 +210,7 @@ impl Store {
         let after = q.cursor.clone().unwrap_or((i64::MIN, String::new()));
         let limit = i64::from(q.limit.clamp(1, 500));
         let cols = TASK_COLUMNS_T;
-        let rows: Vec<TaskTuple> = if let Some(group) = &q.group {
+        let rows: Vec<TaskRecord> = if let Some(group) = &q.group {
             let sql = format!(
                 "SELECT {cols} FROM task_groups g JOIN tasks t ON t.id = g.task_id \
                  WHERE g.group_name = $1 AND g.state = $2 AND ({sort_col_groups} > $3 OR ({sort_col_groups} = $3 AND g.task_id > $4)) \
@@ -243,21 +243,21 @@ impl Store {
                 .fetch_all(c)
                 .await?)
         };
-        Ok(rows.into_iter().map(TaskRow::from_tuple).collect())
+        Ok(rows.into_iter().map(TaskRow::from_record).collect())
     }
 
     pub async fn definitions(&self) -> Result<Vec<DefinitionRow>> {
-        let rows: Vec<DefinitionTuple> = on_pool!(&self.pool, |c| sqlx::query_as(
+        let rows: Vec<DefinitionRecord> = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT d.key, d.version, d.hash, d.name, d.deployed_at, d.deployed_by FROM definitions d \
              WHERE d.version = (SELECT MAX(version) FROM definitions x WHERE x.key = d.key) ORDER BY d.key"
         )
         .fetch_all(c)
         .await?);
-        Ok(rows.into_iter().map(DefinitionRow::from_tuple).collect())
+        Ok(rows.into_iter().map(DefinitionRow::from_record).collect())
     }
 
     pub async fn definition_versions(&self, key: &str) -> Result<Vec<DefinitionRow>> {
-        let rows: Vec<DefinitionTuple> = on_pool!(&self.pool, |c| {
+        let rows: Vec<DefinitionRecord> = on_pool!(&self.pool, |c| {
             sqlx::query_as(
             "SELECT key, version, hash, name, deployed_at, deployed_by FROM definitions WHERE key = $1 ORDER BY version"
         )
@@ -265,7 +265,7 @@ impl Store {
         .fetch_all(c)
         .await?
         });
-        Ok(rows.into_iter().map(DefinitionRow::from_tuple).collect())
+        Ok(rows.into_iter().map(DefinitionRow::from_record).collect())
     }
 
     /// The XML of a definition version (`None`: the latest).
@@ -391,8 +391,23 @@ pub struct InboxQuery {
 const INSTANCE_SELECT: &str = "SELECT id, definition_key, version, business_key, status, incident, rev, state, \
      parent_id, started_at, ended_at, deadline, history_len FROM instances WHERE id = $1";
 
-type InstanceTuple =
-    (String, String, i64, Option<String>, String, i64, i64, String, Option<String>, i64, Option<i64>, Option<i64>, i64);
+/// An `instances` row as stored (times in milliseconds, the state as its document).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct InstanceRecord {
+    id: String,
+    definition_key: String,
+    version: i64,
+    business_key: Option<String>,
+    status: String,
+    incident: i64,
+    rev: i64,
+    state: String,
+    parent_id: Option<String>,
+    started_at: i64,
+    ended_at: Option<i64>,
+    deadline: Option<i64>,
+    history_len: i64,
+}
 
 /// A stored instance: its state document and bookkeeping columns.
 #[derive(Debug, Clone)]
@@ -413,22 +428,22 @@ pub struct InstanceRow {
 }
 
 impl InstanceRow {
-    fn from_tuple(t: InstanceTuple) -> Result<InstanceRow> {
-        let state = codec::decode_state(&t.7)?;
+    fn from_record(r: InstanceRecord) -> Result<InstanceRow> {
+        let state = codec::decode_state(&r.state)?;
         Ok(InstanceRow {
-            id: t.0,
-            definition_key: t.1,
-            version: t.2,
-            business_key: t.3,
-            status: t.4,
-            incident: t.5 != 0,
-            rev: t.6,
+            id: r.id,
+            definition_key: r.definition_key,
+            version: r.version,
+            business_key: r.business_key,
+            status: r.status,
+            incident: r.incident != 0,
+            rev: r.rev,
             state,
-            parent_id: t.8,
-            started_at: from_ms(t.9),
-            ended_at: t.10.map(from_ms),
-            deadline: t.11.map(from_ms),
-            history_len: t.12,
+            parent_id: r.parent_id,
+            started_at: from_ms(r.started_at),
+            ended_at: r.ended_at.map(from_ms),
+            deadline: r.deadline.map(from_ms),
+            history_len: r.history_len,
         })
     }
 }
@@ -438,23 +453,25 @@ const TASK_COLUMNS: &str = "id, instance_id, task_key, definition_key, element_i
 const TASK_COLUMNS_T: &str = "t.id, t.instance_id, t.task_key, t.definition_key, t.element_id, t.name, t.state, \
      t.assignee, t.candidate_groups, t.candidate_users, t.due, t.priority, t.created_at, t.completed_at, t.completed_by";
 
-type TaskTuple = (
-    String,
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<String>,
-);
+/// A `tasks` row as stored (times in milliseconds, candidates comma-separated).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskRecord {
+    id: String,
+    instance_id: String,
+    task_key: i64,
+    definition_key: String,
+    element_id: String,
+    name: Option<String>,
+    state: String,
+    assignee: Option<String>,
+    candidate_groups: String,
+    candidate_users: String,
+    due: Option<i64>,
+    priority: Option<i64>,
+    created_at: i64,
+    completed_at: Option<i64>,
+    completed_by: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRow {
@@ -480,23 +497,23 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 impl TaskRow {
-    fn from_tuple(t: TaskTuple) -> TaskRow {
+    fn from_record(r: TaskRecord) -> TaskRow {
         TaskRow {
-            id: t.0,
-            instance_id: t.1,
-            task_key: t.2 as u32,
-            definition_key: t.3,
-            element_id: t.4,
-            name: t.5,
-            state: t.6,
-            assignee: t.7,
-            candidate_groups: split_list(&t.8),
-            candidate_users: split_list(&t.9),
-            due: t.10.map(from_ms),
-            priority: t.11,
-            created_at: from_ms(t.12),
-            completed_at: t.13.map(from_ms),
-            completed_by: t.14,
+            id: r.id,
+            instance_id: r.instance_id,
+            task_key: r.task_key as u32,
+            definition_key: r.definition_key,
+            element_id: r.element_id,
+            name: r.name,
+            state: r.state,
+            assignee: r.assignee,
+            candidate_groups: split_list(&r.candidate_groups),
+            candidate_users: split_list(&r.candidate_users),
+            due: r.due.map(from_ms),
+            priority: r.priority,
+            created_at: from_ms(r.created_at),
+            completed_at: r.completed_at.map(from_ms),
+            completed_by: r.completed_by,
         }
     }
 
@@ -509,7 +526,16 @@ impl TaskRow {
     }
 }
 
-type DefinitionTuple = (String, i64, String, Option<String>, i64, Option<String>);
+/// A `definitions` row without its XML.
+#[derive(Debug, sqlx::FromRow)]
+struct DefinitionRecord {
+    key: String,
+    version: i64,
+    hash: String,
+    name: Option<String>,
+    deployed_at: i64,
+    deployed_by: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct DefinitionRow {
@@ -522,8 +548,15 @@ pub struct DefinitionRow {
 }
 
 impl DefinitionRow {
-    fn from_tuple(t: DefinitionTuple) -> DefinitionRow {
-        DefinitionRow { key: t.0, version: t.1, hash: t.2, name: t.3, deployed_at: from_ms(t.4), deployed_by: t.5 }
+    fn from_record(r: DefinitionRecord) -> DefinitionRow {
+        DefinitionRow {
+            key: r.key,
+            version: r.version,
+            hash: r.hash,
+            name: r.name,
+            deployed_at: from_ms(r.deployed_at),
+            deployed_by: r.deployed_by,
+        }
     }
 }
 
@@ -552,9 +585,9 @@ impl Tx {
     }
 
     pub async fn instance(&mut self, id: &str) -> Result<Option<InstanceRow>> {
-        let row: Option<InstanceTuple> =
+        let row: Option<InstanceRecord> =
             on!(self, |c| sqlx::query_as(INSTANCE_SELECT).bind(id).fetch_optional(c).await?);
-        row.map(InstanceRow::from_tuple).transpose()
+        row.map(InstanceRow::from_record).transpose()
     }
 
     /// Updates an instance if it is still at `expected_rev`; false means another writer won.
@@ -716,16 +749,16 @@ impl Tx {
             // One array parameter: the same statement text for every batch size, prepared once.
             let sql = INSTANCE_SELECT.replace("WHERE id = $1", "WHERE id = ANY($1)");
             let ids: Vec<&str> = ids.to_vec();
-            let rows: Vec<InstanceTuple> = sqlx::query_as(&sql).bind(ids).fetch_all(&mut **tx).await?;
+            let rows: Vec<InstanceRecord> = sqlx::query_as(&sql).bind(ids).fetch_all(&mut **tx).await?;
             for row in rows {
-                out.push(InstanceRow::from_tuple(row)?);
+                out.push(InstanceRow::from_record(row)?);
             }
             return Ok(out);
         }
         for chunk in ids.chunks(500) {
             let placeholders = vec!["?"; chunk.len()];
             let sql = INSTANCE_SELECT.replace("WHERE id = $1", &format!("WHERE id IN ({})", placeholders.join(", ")));
-            let rows: Vec<InstanceTuple> = on!(self, |c| {
+            let rows: Vec<InstanceRecord> = on!(self, |c| {
                 let mut q = sqlx::query_as(&sql);
                 for id in chunk {
                     q = q.bind(*id);
@@ -733,7 +766,7 @@ impl Tx {
                 q.fetch_all(c).await?
             });
             for row in rows {
-                out.push(InstanceRow::from_tuple(row)?);
+                out.push(InstanceRow::from_record(row)?);
             }
         }
         Ok(out)

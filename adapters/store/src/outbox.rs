@@ -19,7 +19,7 @@
 //!
 //! Rows are taken with a lease, as timers are (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 
-use super::{Pool, Result, Store, TASK_COLUMNS, TaskRow, TaskTuple, Ts, Tx, from_ms, ms};
+use super::{Pool, Result, Store, TASK_COLUMNS, TaskRecord, TaskRow, Ts, Tx, from_ms, ms};
 
 /// One outbox row as the dispatcher sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,25 +38,39 @@ pub struct OutboxRow {
     pub sent_at: Option<Ts>,
 }
 
-type OutboxTuple = (String, String, i64, String, String, String, i64, i64, Option<String>, i64, Option<i64>);
+/// An `outbox` row as stored (times in milliseconds).
+#[derive(Debug, sqlx::FromRow)]
+struct OutboxRecord {
+    id: String,
+    instance_id: String,
+    job_key: i64,
+    message_id: String,
+    payload: String,
+    state: String,
+    attempts: i64,
+    due: i64,
+    last_error: Option<String>,
+    created_at: i64,
+    sent_at: Option<i64>,
+}
 
 const OUTBOX_COLUMNS: &str =
     "id, instance_id, job_key, message_id, payload, state, attempts, due, last_error, created_at, sent_at";
 
 impl OutboxRow {
-    fn from_tuple(t: OutboxTuple) -> OutboxRow {
+    fn from_record(r: OutboxRecord) -> OutboxRow {
         OutboxRow {
-            id: t.0,
-            instance_id: t.1,
-            job_key: t.2 as u32,
-            message_id: t.3,
-            payload: t.4,
-            state: t.5,
-            attempts: t.6,
-            due: from_ms(t.7),
-            last_error: t.8,
-            created_at: from_ms(t.9),
-            sent_at: t.10.map(from_ms),
+            id: r.id,
+            instance_id: r.instance_id,
+            job_key: r.job_key as u32,
+            message_id: r.message_id,
+            payload: r.payload,
+            state: r.state,
+            attempts: r.attempts,
+            due: from_ms(r.due),
+            last_error: r.last_error,
+            created_at: from_ms(r.created_at),
+            sent_at: r.sent_at.map(from_ms),
         }
     }
 }
@@ -134,14 +148,14 @@ impl Store {
              SELECT id FROM outbox WHERE state IN ('pending', 'accepted', 'rejected') AND due <= $3 \
              AND (lease_until IS NULL OR lease_until < $3) ORDER BY due LIMIT $4 {skip}) RETURNING {OUTBOX_COLUMNS}"
         );
-        let rows: Vec<OutboxTuple> = on_pool!(&self.pool, |c| sqlx::query_as(&sql)
+        let rows: Vec<OutboxRecord> = on_pool!(&self.pool, |c| sqlx::query_as(&sql)
             .bind(owner)
             .bind(ms(until))
             .bind(ms(now))
             .bind(limit)
             .fetch_all(c)
             .await?);
-        let mut rows: Vec<OutboxRow> = rows.into_iter().map(OutboxRow::from_tuple).collect();
+        let mut rows: Vec<OutboxRow> = rows.into_iter().map(OutboxRow::from_record).collect();
         rows.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
         Ok(rows)
     }
@@ -181,16 +195,17 @@ impl Store {
 
     pub async fn outbox_row(&self, id: &str) -> Result<Option<OutboxRow>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1");
-        let row: Option<OutboxTuple> =
+        let row: Option<OutboxRecord> =
             on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(id).fetch_optional(c).await?);
-        Ok(row.map(OutboxRow::from_tuple))
+        Ok(row.map(OutboxRow::from_record))
     }
 
     /// The emails of an instance, oldest first.
     pub async fn outbox_of_instance(&self, instance: &str) -> Result<Vec<OutboxRow>> {
         let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance_id = $1 ORDER BY created_at, id");
-        let rows: Vec<OutboxTuple> = on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(instance).fetch_all(c).await?);
-        Ok(rows.into_iter().map(OutboxRow::from_tuple).collect())
+        let rows: Vec<OutboxRecord> =
+            on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(instance).fetch_all(c).await?);
+        Ok(rows.into_iter().map(OutboxRow::from_record).collect())
     }
 
     /// Outbox rows per state (`pending`, `sent`, `failed`, …), for /metrics.
@@ -232,9 +247,9 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE instance_id = $1 AND element_id = $2 \
              ORDER BY CASE WHEN state = 'open' THEN 0 ELSE 1 END, created_at DESC, task_key DESC LIMIT 1"
         );
-        let row: Option<TaskTuple> =
+        let row: Option<TaskRecord> =
             on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(instance).bind(element).fetch_optional(c).await?);
-        Ok(row.map(TaskRow::from_tuple))
+        Ok(row.map(TaskRow::from_record))
     }
 
     /// The most recently created open task of an instance.
@@ -243,9 +258,9 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE instance_id = $1 AND state = 'open' \
              ORDER BY created_at DESC, task_key DESC LIMIT 1"
         );
-        let row: Option<TaskTuple> =
+        let row: Option<TaskRecord> =
             on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(instance).fetch_optional(c).await?);
-        Ok(row.map(TaskRow::from_tuple))
+        Ok(row.map(TaskRow::from_record))
     }
 
     // ---- the directory ----------------------------------------------------------------------

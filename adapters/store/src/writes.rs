@@ -93,31 +93,266 @@ impl From<Option<Ts>> for Val {
     }
 }
 
-/// Builds a row from values of mixed types.
-#[macro_export]
-macro_rules! row {
-    ($($v:expr),* $(,)?) => { vec![$($crate::writes::Val::from($v)),*] };
+/// A typed row a batch writes: its values in the order of the columns its statement names.
+pub trait WriteRow {
+    fn values(&self) -> Vec<Val>;
+}
+
+fn values_of<R: WriteRow>(rows: &[R]) -> Vec<Vec<Val>> {
+    rows.iter().map(WriteRow::values).collect()
+}
+
+/// An instance as a batch leaves it (inserted or updated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceWrite {
+    pub id: String,
+    pub definition_key: String,
+    pub version: i64,
+    pub business_key: Option<String>,
+    pub status: String,
+    pub incident: bool,
+    /// The state document (`codec::encode_state`).
+    pub state: String,
+    pub parent_id: Option<String>,
+    pub started_at: Ts,
+    pub ended_at: Option<Ts>,
+    pub deadline: Option<Ts>,
+    pub history_len: i64,
+}
+
+impl WriteRow for InstanceWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.id.clone().into(),
+            self.definition_key.clone().into(),
+            self.version.into(),
+            self.business_key.clone().into(),
+            self.status.clone().into(),
+            i64::from(self.incident).into(),
+            self.state.clone().into(),
+            self.parent_id.clone().into(),
+            self.started_at.into(),
+            self.ended_at.into(),
+            self.deadline.into(),
+            self.history_len.into(),
+        ]
+    }
+}
+
+/// One command's events appended to an instance's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryWrite {
+    pub instance_id: String,
+    pub seq: i64,
+    pub at: Ts,
+    /// The events (`codec::encode_events`).
+    pub events: String,
+}
+
+impl WriteRow for HistoryWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![self.instance_id.clone().into(), self.seq.into(), self.at.into(), self.events.clone().into()]
+    }
+}
+
+/// A user task opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWrite {
+    pub id: String,
+    pub instance_id: String,
+    pub task_key: u32,
+    pub definition_key: String,
+    pub element_id: String,
+    pub name: Option<String>,
+    pub assignee: Option<String>,
+    pub candidate_groups: Vec<String>,
+    pub candidate_users: Vec<String>,
+    pub due: Option<Ts>,
+    pub priority: Option<i64>,
+    pub created_at: Ts,
+}
+
+impl WriteRow for TaskWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.id.clone().into(),
+            self.instance_id.clone().into(),
+            self.task_key.into(),
+            self.definition_key.clone().into(),
+            self.element_id.clone().into(),
+            self.name.clone().into(),
+            "open".into(),
+            self.assignee.clone().into(),
+            self.candidate_groups.join(",").into(),
+            self.candidate_users.join(",").into(),
+            self.due.into(),
+            self.priority.into(),
+            self.created_at.into(),
+        ]
+    }
+}
+
+/// A task's entry in the inbox index of one candidate group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskGroupWrite {
+    pub group: String,
+    pub task_id: String,
+    /// The due instant in milliseconds, `i64::MAX` without one (sorts last).
+    pub due_sort: i64,
+    pub created_at: Ts,
+}
+
+impl WriteRow for TaskGroupWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.group.clone().into(),
+            self.task_id.clone().into(),
+            "open".into(),
+            self.due_sort.into(),
+            self.created_at.into(),
+        ]
+    }
+}
+
+/// How an open task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskEnd {
+    Completed,
+    Cancelled,
+}
+
+impl TaskEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskEnd::Completed => "completed",
+            TaskEnd::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// An open task closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskClose {
+    pub task_id: String,
+    pub end: TaskEnd,
+    pub at: Ts,
+    pub by: Option<String>,
+}
+
+impl WriteRow for TaskClose {
+    fn values(&self) -> Vec<Val> {
+        vec![self.task_id.clone().into(), self.end.as_str().into(), self.at.into(), self.by.clone().into()]
+    }
+}
+
+/// A timer (re)scheduled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerWrite {
+    pub instance_id: String,
+    pub timer_key: u32,
+    pub due: Ts,
+}
+
+impl WriteRow for TimerWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![self.instance_id.clone().into(), self.timer_key.into(), self.due.into()]
+    }
+}
+
+/// A row of an instance's timers or subscriptions named by its key (for deletes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceKey {
+    pub instance_id: String,
+    pub key: u32,
+}
+
+impl WriteRow for InstanceKey {
+    fn values(&self) -> Vec<Val> {
+        vec![self.instance_id.clone().into(), self.key.into()]
+    }
+}
+
+/// A message subscription opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionWrite {
+    pub instance_id: String,
+    pub sub_key: u32,
+    pub name: String,
+    pub correlation_key: String,
+    pub created_at: Ts,
+}
+
+impl WriteRow for SubscriptionWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.instance_id.clone().into(),
+            self.sub_key.into(),
+            self.name.clone().into(),
+            self.correlation_key.clone().into(),
+            self.created_at.into(),
+        ]
+    }
+}
+
+/// Work for a worker queued: an email of the outbox or a job (same columns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedWrite {
+    pub id: String,
+    pub instance_id: String,
+    pub job_key: u32,
+    /// The email's `Message-ID`, or the job's type.
+    pub kind: String,
+    pub payload: String,
+    pub due: Ts,
+    pub created_at: Ts,
+}
+
+impl WriteRow for QueuedWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.id.clone().into(),
+            self.instance_id.clone().into(),
+            self.job_key.into(),
+            self.kind.clone().into(),
+            self.payload.clone().into(),
+            "pending".into(),
+            self.due.into(),
+            self.created_at.into(),
+        ]
+    }
+}
+
+/// A pending job or email of an instance finished (`done`) or withdrawn (`cancelled`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFinish {
+    pub instance_id: String,
+    pub job_key: u32,
+    pub state: &'static str,
+}
+
+impl WriteRow for JobFinish {
+    fn values(&self) -> Vec<Val> {
+        vec![self.instance_id.clone().into(), self.job_key.into(), self.state.into()]
+    }
 }
 
 /// Everything one batch writes.
 #[derive(Debug, Default)]
 pub struct Writes {
     /// (row, expected revision) for instances that existed before the batch.
-    pub instance_updates: Vec<(Vec<Val>, i64)>,
-    pub instance_inserts: Vec<Vec<Val>>,
-    pub history: Vec<Vec<Val>>,
-    pub tasks: Vec<Vec<Val>>,
-    pub task_groups: Vec<Vec<Val>>,
-    /// (task id, new state, at, by)
-    pub task_closes: Vec<Vec<Val>>,
-    pub timer_inserts: Vec<Vec<Val>>,
-    pub timer_deletes: Vec<Vec<Val>>,
-    pub subscription_inserts: Vec<Vec<Val>>,
-    pub subscription_deletes: Vec<Vec<Val>>,
-    pub outbox: Vec<Vec<Val>>,
-    pub jobs: Vec<Vec<Val>>,
-    /// (instance, job key, state)
-    pub job_finishes: Vec<Vec<Val>>,
+    pub instance_updates: Vec<(InstanceWrite, i64)>,
+    pub instance_inserts: Vec<InstanceWrite>,
+    pub history: Vec<HistoryWrite>,
+    pub tasks: Vec<TaskWrite>,
+    pub task_groups: Vec<TaskGroupWrite>,
+    pub task_closes: Vec<TaskClose>,
+    pub timer_inserts: Vec<TimerWrite>,
+    pub timer_deletes: Vec<InstanceKey>,
+    pub subscription_inserts: Vec<SubscriptionWrite>,
+    pub subscription_deletes: Vec<InstanceKey>,
+    pub outbox: Vec<QueuedWrite>,
+    pub jobs: Vec<QueuedWrite>,
+    pub job_finishes: Vec<JobFinish>,
     /// Instances cancelled in this batch: their leftovers are swept.
     pub cancelled: Vec<String>,
     /// The batch's time (for the tasks a cancellation closes).
@@ -143,13 +378,13 @@ impl Tx {
                 .iter()
                 .map(|(r, rev)| {
                     vec![
-                        r[0].clone(),
-                        r[4].clone(),
-                        r[5].clone(),
-                        r[6].clone(),
-                        r[9].clone(),
-                        r[10].clone(),
-                        r[11].clone(),
+                        r.id.clone().into(),
+                        r.status.clone().into(),
+                        i64::from(r.incident).into(),
+                        r.state.clone().into(),
+                        r.ended_at.into(),
+                        r.deadline.into(),
+                        r.history_len.into(),
                         Val::Int(*rev),
                     ]
                 })
@@ -170,26 +405,33 @@ impl Tx {
             let rows: Vec<Vec<Val>> = w
                 .instance_inserts
                 .iter()
-                .map(|r| r.iter().cloned().chain(std::iter::once(Val::Int(1))).collect())
+                .map(|r| r.values().into_iter().chain(std::iter::once(Val::Int(1))).collect())
                 .collect();
             self.insert("instances", &format!("{INSTANCE_COLUMNS}, rev"), INSTANCE_WIDTH + 1, &rows, "").await?;
         }
-        self.insert("history", "instance_id, seq, at, events", 4, &w.history, "").await?;
+        self.insert("history", "instance_id, seq, at, events", 4, &values_of(&w.history), "").await?;
         self.insert(
             "tasks",
             "id, instance_id, task_key, definition_key, element_id, name, state, assignee, candidate_groups, \
              candidate_users, due, priority, created_at",
             13,
-            &w.tasks,
+            &values_of(&w.tasks),
             "",
         )
         .await?;
-        self.insert("task_groups", "group_name, task_id, state, due_sort, created_at", 5, &w.task_groups, "").await?;
+        self.insert(
+            "task_groups",
+            "group_name, task_id, state, due_sort, created_at",
+            5,
+            &values_of(&w.task_groups),
+            "",
+        )
+        .await?;
         self.insert(
             "timers",
             "instance_id, timer_key, due",
             3,
-            &w.timer_inserts,
+            &values_of(&w.timer_inserts),
             " ON CONFLICT (instance_id, timer_key) DO UPDATE SET due = excluded.due, lease_owner = NULL, lease_until = NULL",
         )
         .await?;
@@ -197,7 +439,7 @@ impl Tx {
             "subscriptions",
             "instance_id, sub_key, name, correlation_key, created_at",
             5,
-            &w.subscription_inserts,
+            &values_of(&w.subscription_inserts),
             " ON CONFLICT (instance_id, sub_key) DO NOTHING",
         )
         .await?;
@@ -205,7 +447,7 @@ impl Tx {
             "outbox",
             "id, instance_id, job_key, message_id, payload, state, due, created_at",
             8,
-            &w.outbox,
+            &values_of(&w.outbox),
             " ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -213,7 +455,7 @@ impl Tx {
             "jobs",
             "id, instance_id, job_key, job_type, payload, state, due, created_at",
             8,
-            &w.jobs,
+            &values_of(&w.jobs),
             // The same element run again (an incident resolved) queues its job afresh.
             " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0, \
              due = excluded.due, lease_owner = NULL, lease_until = NULL, last_error = NULL",
@@ -222,11 +464,12 @@ impl Tx {
         if !w.task_closes.is_empty() {
             self.many(
                 "UPDATE tasks SET state = v.column2, completed_at = v.column3, completed_by = v.column4 FROM (",
-                &w.task_closes,
+                &values_of(&w.task_closes),
                 ") AS v WHERE tasks.id = v.column1 AND tasks.state = 'open'",
             )
             .await?;
-            let ids: Vec<Vec<Val>> = w.task_closes.iter().map(|r| vec![r[0].clone(), r[1].clone()]).collect();
+            let ids: Vec<Vec<Val>> =
+                w.task_closes.iter().map(|c| vec![c.task_id.clone().into(), c.end.as_str().into()]).collect();
             self.many(
                 "UPDATE task_groups SET state = v.column2 FROM (",
                 &ids,
@@ -236,20 +479,20 @@ impl Tx {
         }
         self.many(
             "DELETE FROM timers WHERE (instance_id, timer_key) IN (SELECT column1, column2 FROM (",
-            &w.timer_deletes,
+            &values_of(&w.timer_deletes),
             ") AS v)",
         )
         .await?;
         self.many(
             "DELETE FROM subscriptions WHERE (instance_id, sub_key) IN (SELECT column1, column2 FROM (",
-            &w.subscription_deletes,
+            &values_of(&w.subscription_deletes),
             ") AS v)",
         )
         .await?;
         for table in ["jobs", "outbox"] {
             self.many(
                 &format!("UPDATE {table} SET state = v.column3 FROM ("),
-                &w.job_finishes,
+                &values_of(&w.job_finishes),
                 &format!(
                     ") AS v WHERE {table}.instance_id = v.column1 AND {table}.job_key = v.column2 AND {table}.state = 'pending'"
                 ),

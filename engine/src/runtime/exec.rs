@@ -1729,13 +1729,17 @@ fn set_path(vars: &mut Vars, path: &str, value: Json) {
 
 /// Checks a task's completion variables against its form. Messages are in Russian: they are
 /// shown to the official who filled in the form.
-fn check_form(form: &[FormField], vars: &Vars) -> Result<(), String> {
+fn check_form(form: &[FormField], vars: &Vars) -> Result<(), FormProblems> {
     let mut problems = Vec::new();
     for field in form {
         let value = vars.get(&field.id).filter(|v| !v.is_null() && v.as_str() != Some(""));
         let Some(value) = value else {
             if field.required {
-                problems.push(format!("поле «{}» ({}) обязательно", field.label, field.id));
+                problems.push(FieldProblem {
+                    field: field.id.clone(),
+                    kind: FieldProblemKind::Required,
+                    message: format!("поле «{}» ({}) обязательно", field.label, field.id),
+                });
             }
             continue;
         };
@@ -1762,10 +1766,14 @@ fn check_form(form: &[FormField], vars: &Vars) -> Result<(), String> {
                     field.options.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             };
-            problems.push(format!("поле «{}» ({}): ожидается {expected}", field.label, field.id));
+            problems.push(FieldProblem {
+                field: field.id.clone(),
+                kind: FieldProblemKind::WrongValue,
+                message: format!("поле «{}» ({}): ожидается {expected}", field.label, field.id),
+            });
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() { Ok(()) } else { Err(FormProblems(problems)) }
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use lettre::message::Mailbox;
 use reglament_engine::runtime::Command;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use self::compose::{ComposeError, Composer};
 use self::templates::Templates;
@@ -276,7 +276,8 @@ impl Dispatcher {
         for row in rows {
             let d = self.clone();
             let stop = shutdown.clone();
-            set.spawn(async move { d.work(row, taken, stop).await });
+            let span = info_span!("email", email = %row.id, instance = %row.instance_id, attempt = row.attempts + 1);
+            set.spawn(async move { d.work(row, taken, stop).await }.instrument(span));
         }
         while let Some(result) = set.join_next().await {
             if let Err(e) = result {

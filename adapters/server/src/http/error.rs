@@ -11,7 +11,7 @@ use reglament_engine::runtime::Rejection;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::driver::{DeployError, DriverError};
+use crate::driver::{DeployError, DriverError, Missing};
 use reglament_store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -226,23 +226,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The form messages of [`Rejection::InvalidForm`] (`поле «…» (id): …; …`), one per field.
-fn form_errors(message: &str) -> Vec<FieldError> {
-    message
-        .split("; ")
-        .map(|m| {
-            let field = m.split_once("» (").and_then(|(_, rest)| rest.split_once(')')).map(|(id, _)| id.to_string());
-            FieldError { field, message: m.to_string() }
-        })
-        .collect()
-}
-
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         match r {
-            Rejection::InvalidForm(message) => ApiError::Validation {
-                detail: format!("Форма задачи заполнена неверно: {message}"),
-                errors: form_errors(&message),
+            Rejection::InvalidForm(problems) => ApiError::Validation {
+                detail: format!("Форма задачи заполнена неверно: {problems}"),
+                errors: problems
+                    .0
+                    .into_iter()
+                    .map(|p| FieldError { field: Some(p.field), message: p.message })
+                    .collect(),
             },
             Rejection::NoSuchTask(_) => {
                 ApiError::Conflict("Задача уже завершена или отменена; повторно её выполнить нельзя".into())
@@ -258,22 +251,20 @@ impl From<Rejection> for ApiError {
     }
 }
 
-impl ApiError {
-    /// A driver failure where a missing thing is of kind `missing`.
-    pub fn driver(e: DriverError, missing: Resource) -> ApiError {
-        match e {
-            DriverError::NotFound(detail) => ApiError::NotFound(missing, detail),
-            other => other.into(),
-        }
-    }
-}
-
 impl From<DriverError> for ApiError {
     fn from(e: DriverError) -> Self {
         match e {
             DriverError::Rejected(r) => r.into(),
-            DriverError::NotFound(detail) => ApiError::NotFound(Resource::Instance, detail),
-            DriverError::Invalid(detail) => ApiError::internal(detail),
+            DriverError::NotFound(missing) => {
+                let resource = match &missing {
+                    Missing::Instance(_) => Resource::Instance,
+                    Missing::Task(_) => Resource::Task,
+                    Missing::Definition { .. } | Missing::DefinitionVersion { .. } => Resource::Definition,
+                    Missing::Receiver { .. } => Resource::Subscription,
+                };
+                ApiError::NotFound(resource, missing.to_string())
+            }
+            DriverError::Corrupt(detail) => ApiError::internal(detail),
             DriverError::Store(e) => e.into(),
             DriverError::Conflict => {
                 ApiError::Conflict("Экземпляр процесса одновременно изменяется другим узлом; повторите запрос".into())

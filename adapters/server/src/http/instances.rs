@@ -95,7 +95,7 @@ pub async fn start(
         variables: req.variables,
         start_event: None,
     };
-    let outcome = state.runtime.submit(op).await.map_err(|e| ApiError::driver(e, Resource::Definition))?;
+    let outcome = state.runtime.submit(op).await?;
     let Outcome::Started { id, .. } = outcome else {
         return Err(ApiError::internal(format!("start answered {outcome:?}")));
     };

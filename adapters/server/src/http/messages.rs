@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::CurrentUser;
-use super::error::{ApiError, FieldError, Problem, Resource};
+use super::error::{ApiError, FieldError, Problem};
 use super::extract::ApiJson;
 use crate::driver::{Op, Outcome};
 
@@ -76,7 +76,7 @@ pub async fn publish(
         }
     };
     let op = Op::Message { name: req.name, correlation_key: req.correlation_key, variables: req.variables, ttl_ms };
-    let outcome = state.runtime.submit(op).await.map_err(|e| ApiError::driver(e, Resource::Subscription))?;
+    let outcome = state.runtime.submit(op).await?;
     let (status, result, id) = match outcome {
         Outcome::Applied { id } => (StatusCode::OK, "correlated", Some(id)),
         Outcome::Started { id, .. } => (StatusCode::OK, "started", Some(id)),

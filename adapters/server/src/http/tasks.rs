@@ -13,7 +13,7 @@ use super::error::{ApiError, FieldError, Problem, Resource};
 use super::extract::{ApiJson, ApiQuery};
 use super::views::TaskView;
 use super::{TaskList, parse_instant};
-use crate::driver::{DriverError, Op};
+use crate::driver::Op;
 use reglament_store::auth::{TaskOrder, TaskQuery, Viewer};
 use reglament_store::{InboxQuery, InboxSort, TaskRow};
 
@@ -365,9 +365,6 @@ pub async fn complete(
     require_open(&task)?;
     super::hygiene::Check::default().variable_names("variables", &req.variables).done()?;
     let op = Op::CompleteTask { task_id: id.clone(), variables: req.variables, by: Some(user.login().to_string()) };
-    state.runtime.submit(op).await.map_err(|e| match e {
-        DriverError::NotFound(detail) => ApiError::NotFound(Resource::Task, detail),
-        other => other.into(),
-    })?;
+    state.runtime.submit(op).await?;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
