@@ -133,8 +133,16 @@ impl<'a> Exec<'a> {
         k
     }
 
+    /// The seed of FEEL's `random number()`: the instance id, the command's time and the key
+    /// counter (which moves as the command opens elements), so evaluations differ from each
+    /// other yet a replay of the same command gives the same numbers.
+    fn random_seed(&self) -> u64 {
+        let stamp = self.now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        crate::feel_compat::fnv1a(self.st.id.as_bytes(), stamp ^ (u64::from(self.next_key) << 32))
+    }
+
     fn clock(&self) -> crate::feel::Clock {
-        crate::feel::Clock { now: self.now, tz: self.def.tz }
+        crate::feel::Clock { now: self.now, tz: self.def.tz, seed: self.random_seed() }
     }
 
     /// The instant a deadline falls at, counted from now, and for a term in calendar days (or a
