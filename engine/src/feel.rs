@@ -325,6 +325,12 @@ impl Expr {
         })
     }
 
+    /// The FEEL string literal of a static value (`GET` is `="GET"`).
+    pub fn string_literal(text: &str, pos: Pos) -> Option<Expr> {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        Expr::compile(&format!("=\"{escaped}\""), pos).ok()
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }

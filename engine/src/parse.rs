@@ -914,19 +914,45 @@ impl Parser {
         match (&ext.ns, ext.name.as_str(), &mut node.kind) {
             (Ns::Zeebe, "ioMapping", _) => {
                 for m in &ext.children {
+                    let input = match (&m.ns, m.name.as_str()) {
+                        (Ns::Zeebe, "input") => true,
+                        (Ns::Zeebe, "output") => false,
+                        _ => {
+                            self.extension_elsewhere(m, id);
+                            continue;
+                        }
+                    };
                     let target = m.attr_value("target").unwrap_or("").trim().to_string();
-                    let source = m.attr("source");
-                    if target.is_empty() || source.is_none() {
-                        self.error(Code::Missing, m.pos, Some(id), "an ioMapping entry needs source and target");
+                    if target.is_empty() {
+                        self.error(Code::Missing, m.pos, Some(id), "an ioMapping entry needs a target");
                         continue;
                     }
-                    let source = source.expect("checked above");
-                    let Some(expr) = self.expr(&source.value, source.pos, Some(id)) else { continue };
+                    // As in Zeebe: an input's source is FEEL only with a leading `=`, otherwise
+                    // a static string (`GET`, `20` is the string "20"); an input without a source
+                    // (Camunda 8.8) sets its target to null, a local variable of the element.
+                    // An output's source is always an expression.
+                    let expr = match m.attr("source") {
+                        Some(source) if input && !source.value.trim_start().starts_with('=') => {
+                            Expr::string_literal(&source.value, source.pos)
+                        }
+                        Some(source) => self.expr(&source.value, source.pos, Some(id)),
+                        None if input => Expr::compile("=null", m.pos).ok(),
+                        None => {
+                            self.error(
+                                Code::Missing,
+                                m.pos,
+                                Some(id),
+                                "an output mapping needs a source, a FEEL expression (source=\"=…\")",
+                            );
+                            continue;
+                        }
+                    };
+                    let Some(expr) = expr else { continue };
                     let mapping = Mapping { source: expr, target };
-                    match (&m.ns, m.name.as_str()) {
-                        (Ns::Zeebe, "input") => node.io.inputs.push(mapping),
-                        (Ns::Zeebe, "output") => node.io.outputs.push(mapping),
-                        _ => self.extension_elsewhere(m, id),
+                    if input {
+                        node.io.inputs.push(mapping);
+                    } else {
+                        node.io.outputs.push(mapping);
                     }
                 }
             }
