@@ -578,6 +578,20 @@ impl<'a> Exec<'a> {
             return false;
         }
         let mut live: Vec<NodeIdx> = self.st.children(scope).map(|e| e.node).collect();
+        // Tokens of this command still in the step queue are live too: one already on its way
+        // into an empty incoming flow of the join means the join must wait for it (else it
+        // passed once per early token).
+        for step in &self.queue {
+            if let Step::Activate { node, scope: s, flow } = step
+                && *s == scope
+            {
+                if *node != join {
+                    live.push(*node);
+                } else if flow.is_some_and(|f| n.incoming.contains(&f) && !self.st.waiting.contains(&(scope, f))) {
+                    return false;
+                }
+            }
+        }
         for (s, f) in &self.st.waiting {
             let target = self.p.flow(*f).target;
             if *s == scope && target != join {
