@@ -194,16 +194,23 @@ impl Parser {
         let mut stack = vec![root];
         let mut dups = Vec::new();
         while let Some(el) = stack.pop() {
-            // A form field's `id` names the variable it sets; two tasks may set the same one.
-            let element_id = if el.ns == Ns::Reglament { None } else { el.attr("id") };
-            if let Some(attr) = element_id {
+            // Ids of BPMN elements must be unique. Vendor extensions (inside extensionElements
+            // or in foreign namespaces) have their own meaning for `id`: a form field's names
+            // the variable it sets, a modeler's annotation its own record. Their ids are not
+            // BPMN ids, and nothing refers to them.
+            if el.ns != Ns::Bpmn {
+                continue;
+            }
+            if let Some(attr) = el.attr("id") {
                 if let Some(first) = seen.get(attr.value.as_str()) {
                     dups.push((el.pos, attr.value.clone(), *first, el.qualified_name()));
                 } else {
                     seen.insert(&attr.value, el.pos);
                 }
             }
-            stack.extend(el.children.iter().rev());
+            if el.name != "extensionElements" {
+                stack.extend(el.children.iter().rev());
+            }
         }
         // The walk above is depth-first in document order, so "first" is the earlier one.
         for (pos, id, first, name) in dups {
