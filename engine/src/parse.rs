@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value as Json;
+
 use crate::diagnostics::{Code, Diagnostic, Pos};
 use crate::feel::Expr;
 use crate::model::*;
@@ -295,7 +297,44 @@ impl Parser {
             self.process_extension(ext, &id, &mut b.process.settings);
         }
         self.scope_children(el, None, &mut b, defs);
-        self.resolve(b)
+        let mut process = self.resolve(b)?;
+        self.evaluate_start_timers(&mut process);
+        Some(process)
+    }
+
+    /// A timer start event of a process whose time is a FEEL expression: as Zeebe does, the
+    /// expression is evaluated once, when the process is deployed, with no variables, and the
+    /// timer is scheduled from its value. Anything it cannot give then is a validation error.
+    fn evaluate_start_timers(&mut self, process: &mut Process) {
+        for node in &mut process.nodes {
+            if node.parent.is_some() {
+                continue;
+            }
+            let NodeKind::StartEvent { trigger: Trigger::Timer(td), .. } = &mut node.kind else { continue };
+            let TimerValue::Expression(expr) = &td.value else { continue };
+            let deploy_time = "a timer start event's expression is evaluated once, when the process is deployed, with no variables (as in Zeebe)";
+            let value = if expr.uses_clock() {
+                Err(format!(
+                    "{deploy_time}; `{}` calls now(), today() or random number(), which are not available then: write the date or cycle itself",
+                    expr.source()
+                ))
+            } else {
+                match expr.eval_with(&|_| None) {
+                    Ok(Json::String(text)) => TimerSpec::parse(td.kind, &text)
+                        .map_err(|e| format!("`{}` gave \"{text}\": {e}", expr.source())),
+                    Ok(Json::Null) => Err(format!("{deploy_time}; {}", expr.null_message(&|_| None))),
+                    Ok(other) => Err(format!("`{}` gave {other}, expected a date or cycle as a string", expr.source())),
+                    Err(e) => Err(format!("{deploy_time}; {}", e.message)),
+                }
+            };
+            match value {
+                Ok(spec) => td.value = TimerValue::Literal(spec),
+                Err(message) => {
+                    let (pos, id) = (td.pos, node.id.clone());
+                    self.error(Code::BadTimer, pos, Some(&id), message);
+                }
+            }
+        }
     }
 
     fn process_extension(&mut self, ext: &XmlElement, id: &str, settings: &mut ProcessSettings) {
