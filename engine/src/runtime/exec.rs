@@ -831,6 +831,16 @@ impl<'a> Exec<'a> {
                     Some(p) => self.param_string(p, key)?,
                     None => return Err(Failure("the task has no zeebe:taskDefinition type".into())),
                 };
+                // A type given as FEEL is treated as a written one: a built-in type behaves as
+                // that type; any other is refused as validation refuses a written unknown type,
+                // here as an incident (it completed at once in simulate and was an incident on
+                // the server).
+                if !crate::parse::BUILTIN_JOB_TYPES.contains(&job_type.as_str()) {
+                    return Err(Failure(format!(
+                        "task type `{job_type}` is not built into Reglament; use one of {}",
+                        crate::parse::BUILTIN_JOB_TYPES.join(", ")
+                    )));
+                }
                 if job_type == "email" {
                     let email = self.email(task, key)?;
                     self.emit(Event::EmailQueued { key, node: ei.node, email: email.clone() });
