@@ -115,8 +115,8 @@ impl Diagnostic {
             severity: Severity::Error,
             code,
             pos,
-            message: message.into(),
-            element: element.map(str::to_owned),
+            message: one_line(&message.into()),
+            element: element.map(one_line),
         }
     }
 
@@ -125,8 +125,8 @@ impl Diagnostic {
             severity: Severity::Warning,
             code,
             pos,
-            message: message.into(),
-            element: element.map(str::to_owned),
+            message: one_line(&message.into()),
+            element: element.map(one_line),
         }
     }
 
@@ -144,6 +144,32 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// A diagnostic is one line: element names written on several lines in the modeler (and any
+/// other whitespace run with a line break) become one space, other control characters escapes.
+fn one_line(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\r' | '\t' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                out.push(' ');
+            }
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Sorts diagnostics by position, then severity, so output is stable.

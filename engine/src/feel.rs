@@ -20,6 +20,7 @@ use dsntk_feel::{FeelNumber, FeelScope, Name};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostics::Pos;
+use crate::feel_compat;
 
 /// Variables visible to an expression.
 pub type Vars = Map<String, Json>;
@@ -35,8 +36,11 @@ pub struct Expr {
     /// the implicit `item` of a filter.
     reported: Arc<[String]>,
     evaluator: Arc<dsntk_feel::Evaluator>,
-    /// The expression calls `now()` or `today()`, which read the clock given to the evaluation.
+    /// The expression calls `now()`, `today()` or `random number()`, which read the clock given
+    /// to the evaluation.
     uses_clock: bool,
+    /// Camunda's extension functions and `random number()`, bound when it runs.
+    needs: Arc<feel_compat::Needs>,
 }
 
 /// The time an expression is evaluated at, for `now()` and `today()`. The engine never lets
@@ -45,6 +49,11 @@ pub struct Expr {
 pub struct Clock {
     pub now: chrono::DateTime<chrono::Utc>,
     pub tz: chrono_tz::Tz,
+    /// The seed of `random number()`, given by the host of the evaluation (the executor derives
+    /// it from the instance, the command's time and its key counter), mixed with the
+    /// expression's text: the same evaluation always gives the same number, and a replay
+    /// reproduces it.
+    pub seed: u64,
 }
 
 const NOW_NAME: &str = "reglament_now";
@@ -191,6 +200,11 @@ const BUILTIN_WORDS: &[&str] = &[
     "first",
 ];
 
+/// A word of a built-in or extension function's name, never a variable.
+fn is_function_word(word: &str) -> bool {
+    BUILTIN_WORDS.contains(&word) || feel_compat::EXTENSION_WORDS.contains(&word)
+}
+
 /// The most operators, brackets and operator keywords an expression may have. Parsing,
 /// preparing and evaluating a FEEL expression recurse once per nesting level, and the number of
 /// these tokens bounds the nesting, so this bounds the stack an expression needs: 2,000 levels fit
@@ -256,18 +270,19 @@ impl Expr {
                 ),
             });
         }
-        let rewritten = rewrite_clock_calls(body);
-        let uses_clock = rewritten != body;
+        let normalised = feel_compat::normalise_source(body);
+        let rewritten = rewrite_clock_calls(&normalised);
+        let mut uses_clock = rewritten != normalised;
         let body = rewritten.as_str();
         let idents = identifiers(body);
         let mut ctx = FeelContext::default();
         for (name, _) in &idents {
-            if !KEYWORDS.contains(&name.as_str()) && !BUILTIN_WORDS.contains(&name.as_str()) {
+            if !KEYWORDS.contains(&name.as_str()) && !is_function_word(name) {
                 ctx.set_entry(&Name::from(name.as_str()), FeelValue::Null(None));
             }
         }
         let scope: FeelScope = ctx.into();
-        let ast = dsntk_feel_parser::parse_expression(&scope, body, false).map_err(|e| {
+        let mut ast = dsntk_feel_parser::parse_expression(&scope, body, false).map_err(|e| {
             // DMN FEEL allows spaces in names; Camunda 8 does not, and neither do we. If the
             // expression only parses with spaces in names, say so instead of "syntax error".
             let greedy = dsntk_feel_parser::parse_expression(&FeelScope::default(), body, false);
@@ -279,6 +294,8 @@ impl Expr {
             };
             ExprError { message }
         })?;
+        let needs = feel_compat::rewrite(&mut ast);
+        uses_clock |= needs.random;
         let evaluator = dsntk_feel_evaluator::prepare(&ast);
         // Words after a dot are path segments (`a.b`), and words before `(` name functions:
         // neither is a variable to look up.
@@ -293,10 +310,7 @@ impl Expr {
             .iter()
             .filter(|n| {
                 let implicit_item = n.as_str() == "item" && body.contains('[');
-                !(BUILTIN_WORDS.contains(&n.as_str())
-                    || n.starts_with("reglament_")
-                    || bound.contains(n.as_str())
-                    || implicit_item)
+                !(is_function_word(n) || n.starts_with("reglament_") || bound.contains(n.as_str()) || implicit_item)
             })
             .cloned()
             .collect();
@@ -307,7 +321,14 @@ impl Expr {
             reported: reported.into(),
             evaluator: Arc::new(evaluator),
             uses_clock,
+            needs: Arc::new(needs),
         })
+    }
+
+    /// The FEEL string literal of a static value (`GET` is `="GET"`).
+    pub fn string_literal(text: &str, pos: Pos) -> Option<Expr> {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        Expr::compile(&format!("=\"{escaped}\""), pos).ok()
     }
 
     pub fn source(&self) -> &str {
@@ -382,7 +403,10 @@ impl Expr {
         if self.uses_clock {
             let Some(clock) = clock else {
                 return Err(EvalError {
-                    message: format!("`{}` calls now() or today(), which are not available here", self.source),
+                    message: format!(
+                        "`{}` calls now(), today() or random number(), which are not available here",
+                        self.source
+                    ),
                 });
             };
             let local = clock.now.with_timezone(&clock.tz);
@@ -396,7 +420,12 @@ impl Expr {
                 .map_err(|e| EvalError { message: format!("today(): {e}") })?;
             ctx.set_entry(&Name::from(NOW_NAME), FeelValue::DateTime(now));
             ctx.set_entry(&Name::from(TODAY_NAME), FeelValue::Date(today));
+            if self.needs.random {
+                let seed = feel_compat::fnv1a(self.source.as_bytes(), clock.seed);
+                ctx.set_entry(&Name::from(feel_compat::RANDOM_NAME), feel_compat::random_number(seed));
+            }
         }
+        self.needs.bind(&mut ctx);
         let scope: FeelScope = ctx.into();
         Ok((self.evaluator)(&scope))
     }
@@ -778,6 +807,7 @@ mod tests {
         let clock = Clock {
             now: chrono::Utc.with_ymd_and_hms(2026, 12, 31, 21, 30, 0).unwrap(),
             tz: chrono_tz::Europe::Astrakhan,
+            seed: 0,
         };
         let e = Expr::compile("=today() = date(\"2027-01-01\")", Pos::default()).unwrap();
         assert!(e.uses_clock());
@@ -891,5 +921,51 @@ mod tests {
         assert_eq!(e.unset_variables(&|_| None), Some("variable `xs` is not set".into()));
         let e = Expr::compile("=some x in xs satisfies x > limit", Pos::default()).unwrap();
         assert_eq!(e.unset_variables(&|_| None), Some("variables `xs` and `limit` are not set".into()));
+    }
+
+    #[test]
+    fn camunda_extensions_and_instant_comparisons() {
+        use chrono::TimeZone;
+        let clock = Clock {
+            now: chrono::Utc.with_ymd_and_hms(2026, 3, 2, 5, 0, 0).unwrap(),
+            tz: chrono_tz::Europe::Astrakhan,
+            seed: 7,
+        };
+        let v = vars(json!({"x": 5, "s": " ab ", "n": null, "ctx": {"a": 1}}));
+        let at = |src: &str| {
+            Expr::compile(src, Pos::default()).unwrap().eval_at(&|k| v.get(k).cloned(), Some(clock)).unwrap()
+        };
+        for (src, expected) in [
+            ("=is defined(x)", json!(true)),
+            ("=is defined(n)", json!(false)),
+            ("=is defined(ctx.zz)", json!(false)),
+            ("=get or else(n, 7)", json!(7)),
+            ("=get or else(x, 7)", json!(5)),
+            ("=trim(s)", json!("ab")),
+            ("=number(\"12\")", json!(12)),
+            ("=number(\"1,200.5\", \",\", \".\")", json!(1200.5)),
+            ("=number(\"twelve\")", json!(null)),
+            ("=\"a\nb\"", json!("a\nb")),
+            ("=if(x > 1) then(1) else(2)", json!(1)),
+            ("=x > 1 and(x < 10)", json!(true)),
+            ("=now() > date and time(\"2026-03-02T04:00:00Z\")", json!(true)),
+            ("=now() > date and time(\"2026-03-02T06:00:00Z\")", json!(false)),
+            ("=now() > date and time(\"2026-03-02T08:00:00+04:00\")", json!(true)),
+            ("=date and time(\"2026-03-02T04:00:00Z\") < date and time(\"2026-03-02T09:00:00+04:00\")", json!(true)),
+            ("=date(\"2026-03-02\") < date(\"2026-03-03\")", json!(true)),
+            ("=string(now())", json!("2026-03-02T09:00:00@Europe/Astrakhan")),
+        ] {
+            assert_eq!(at(src), expected, "{src}");
+        }
+        let random = at("=random number()");
+        let r = random.as_f64().unwrap();
+        assert!((0.0..1.0).contains(&r), "{r}");
+        assert_eq!(at("=random number()"), random, "the same seed gives the same number");
+        let other = Expr::compile("=random number()", Pos::default())
+            .unwrap()
+            .eval_at(&|_| None, Some(Clock { seed: 8, ..clock }))
+            .unwrap();
+        assert_ne!(other, random, "another seed gives another number");
+        assert!(Expr::compile("=random number()", Pos::default()).unwrap().eval(&Vars::new()).is_err());
     }
 }

@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod diagnostics;
 pub mod feel;
+mod feel_compat;
 pub mod model;
 pub mod parse;
 pub mod runtime;
@@ -41,9 +42,29 @@ pub fn finish_check(defs: &Definitions, diags: &mut Vec<Diagnostic>, deployed: &
         diags.extend(validate::validate(defs, deployed));
         if defs.executable_processes().next().is_none() {
             diags.push(not_executable(defs));
+        } else {
+            drop_descriptive_findings(defs, diags);
         }
     }
     diagnostics::sort(diags);
+}
+
+/// In a file with an executable process, the other (non-executable) pools are descriptive: what
+/// they hold is never run, so findings about their elements are not reported. Document-wide
+/// findings (duplicate ids) stay.
+fn drop_descriptive_findings(defs: &Definitions, diags: &mut Vec<Diagnostic>) {
+    let ids = |p: &model::Process| -> Vec<String> {
+        std::iter::once(p.id.clone())
+            .chain(p.nodes.iter().map(|n| n.id.clone()))
+            .chain(p.flows.iter().map(|f| f.id.clone()))
+            .collect()
+    };
+    let executable: BTreeSet<String> = defs.executable_processes().flat_map(ids).collect();
+    let descriptive: BTreeSet<String> =
+        defs.processes.iter().filter(|p| !p.executable).flat_map(ids).filter(|id| !executable.contains(id)).collect();
+    diags.retain(|d| {
+        matches!(d.code, Code::DuplicateId) || !d.element.as_ref().is_some_and(|e| descriptive.contains(e))
+    });
 }
 
 fn not_executable(defs: &Definitions) -> Diagnostic {

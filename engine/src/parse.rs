@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value as Json;
+
 use crate::diagnostics::{Code, Diagnostic, Pos};
 use crate::feel::Expr;
 use crate::model::*;
@@ -194,16 +196,23 @@ impl Parser {
         let mut stack = vec![root];
         let mut dups = Vec::new();
         while let Some(el) = stack.pop() {
-            // A form field's `id` names the variable it sets; two tasks may set the same one.
-            let element_id = if el.ns == Ns::Reglament { None } else { el.attr("id") };
-            if let Some(attr) = element_id {
+            // Ids of BPMN elements must be unique. Vendor extensions (inside extensionElements
+            // or in foreign namespaces) have their own meaning for `id`: a form field's names
+            // the variable it sets, a modeler's annotation its own record. Their ids are not
+            // BPMN ids, and nothing refers to them.
+            if el.ns != Ns::Bpmn {
+                continue;
+            }
+            if let Some(attr) = el.attr("id") {
                 if let Some(first) = seen.get(attr.value.as_str()) {
                     dups.push((el.pos, attr.value.clone(), *first, el.qualified_name()));
                 } else {
                     seen.insert(&attr.value, el.pos);
                 }
             }
-            stack.extend(el.children.iter().rev());
+            if el.name != "extensionElements" {
+                stack.extend(el.children.iter().rev());
+            }
         }
         // The walk above is depth-first in document order, so "first" is the earlier one.
         for (pos, id, first, name) in dups {
@@ -288,7 +297,44 @@ impl Parser {
             self.process_extension(ext, &id, &mut b.process.settings);
         }
         self.scope_children(el, None, &mut b, defs);
-        self.resolve(b)
+        let mut process = self.resolve(b)?;
+        self.evaluate_start_timers(&mut process);
+        Some(process)
+    }
+
+    /// A timer start event of a process whose time is a FEEL expression: as Zeebe does, the
+    /// expression is evaluated once, when the process is deployed, with no variables, and the
+    /// timer is scheduled from its value. Anything it cannot give then is a validation error.
+    fn evaluate_start_timers(&mut self, process: &mut Process) {
+        for node in &mut process.nodes {
+            if node.parent.is_some() {
+                continue;
+            }
+            let NodeKind::StartEvent { trigger: Trigger::Timer(td), .. } = &mut node.kind else { continue };
+            let TimerValue::Expression(expr) = &td.value else { continue };
+            let deploy_time = "a timer start event's expression is evaluated once, when the process is deployed, with no variables (as in Zeebe)";
+            let value = if expr.uses_clock() {
+                Err(format!(
+                    "{deploy_time}; `{}` calls now(), today() or random number(), which are not available then: write the date or cycle itself",
+                    expr.source()
+                ))
+            } else {
+                match expr.eval_with(&|_| None) {
+                    Ok(Json::String(text)) => TimerSpec::parse(td.kind, &text)
+                        .map_err(|e| format!("`{}` gave \"{text}\": {e}", expr.source())),
+                    Ok(Json::Null) => Err(format!("{deploy_time}; {}", expr.null_message(&|_| None))),
+                    Ok(other) => Err(format!("`{}` gave {other}, expected a date or cycle as a string", expr.source())),
+                    Err(e) => Err(format!("{deploy_time}; {}", e.message)),
+                }
+            };
+            match value {
+                Ok(spec) => td.value = TimerValue::Literal(spec),
+                Err(message) => {
+                    let (pos, id) = (td.pos, node.id.clone());
+                    self.error(Code::BadTimer, pos, Some(&id), message);
+                }
+            }
+        }
     }
 
     fn process_extension(&mut self, ext: &XmlElement, id: &str, settings: &mut ProcessSettings) {
@@ -914,19 +960,45 @@ impl Parser {
         match (&ext.ns, ext.name.as_str(), &mut node.kind) {
             (Ns::Zeebe, "ioMapping", _) => {
                 for m in &ext.children {
+                    let input = match (&m.ns, m.name.as_str()) {
+                        (Ns::Zeebe, "input") => true,
+                        (Ns::Zeebe, "output") => false,
+                        _ => {
+                            self.extension_elsewhere(m, id);
+                            continue;
+                        }
+                    };
                     let target = m.attr_value("target").unwrap_or("").trim().to_string();
-                    let source = m.attr("source");
-                    if target.is_empty() || source.is_none() {
-                        self.error(Code::Missing, m.pos, Some(id), "an ioMapping entry needs source and target");
+                    if target.is_empty() {
+                        self.error(Code::Missing, m.pos, Some(id), "an ioMapping entry needs a target");
                         continue;
                     }
-                    let source = source.expect("checked above");
-                    let Some(expr) = self.expr(&source.value, source.pos, Some(id)) else { continue };
+                    // As in Zeebe: an input's source is FEEL only with a leading `=`, otherwise
+                    // a static string (`GET`, `20` is the string "20"); an input without a source
+                    // (Camunda 8.8) sets its target to null, a local variable of the element.
+                    // An output's source is always an expression.
+                    let expr = match m.attr("source") {
+                        Some(source) if input && !source.value.trim_start().starts_with('=') => {
+                            Expr::string_literal(&source.value, source.pos)
+                        }
+                        Some(source) => self.expr(&source.value, source.pos, Some(id)),
+                        None if input => Expr::compile("=null", m.pos).ok(),
+                        None => {
+                            self.error(
+                                Code::Missing,
+                                m.pos,
+                                Some(id),
+                                "an output mapping needs a source, a FEEL expression (source=\"=…\")",
+                            );
+                            continue;
+                        }
+                    };
+                    let Some(expr) = expr else { continue };
                     let mapping = Mapping { source: expr, target };
-                    match (&m.ns, m.name.as_str()) {
-                        (Ns::Zeebe, "input") => node.io.inputs.push(mapping),
-                        (Ns::Zeebe, "output") => node.io.outputs.push(mapping),
-                        _ => self.extension_elsewhere(m, id),
+                    if input {
+                        node.io.inputs.push(mapping);
+                    } else {
+                        node.io.outputs.push(mapping);
                     }
                 }
             }

@@ -176,13 +176,21 @@ impl Checker<'_> {
                     let known =
                         self.defs.executable_processes().any(|q| &q.id == target) || self.deployed.contains(target);
                     if !known {
+                        let in_file = self.defs.processes.iter().any(|q| &q.id == target);
+                        let message = if in_file {
+                            format!(
+                                "called process `{target}` is in this file but not executable (isExecutable=\"false\"); mark it executable or deploy it"
+                            )
+                        } else {
+                            format!(
+                                "called process `{target}` is neither in this file nor among the deployed definitions"
+                            )
+                        };
                         self.out.push(Diagnostic::error(
                             Code::UnknownCalledElement,
                             called.pos,
                             Some(&node.id),
-                            format!(
-                                "called process `{target}` is neither in this file nor among the deployed definitions"
-                            ),
+                            message,
                         ));
                     }
                 }
@@ -321,7 +329,11 @@ impl Checker<'_> {
                     let target = p.node(f.target);
                     let ok = matches!(target.kind, NodeKind::CatchEvent { .. })
                         || matches!(&target.kind, NodeKind::Task(t) if t.kind == TaskKind::Receive);
-                    if !ok {
+                    // A catch event (or receive task) whose event definition lacks its detail
+                    // (no messageRef, no time) has its own error; it is the right kind of target.
+                    let incomplete_catch = matches!(&target.kind, NodeKind::Unsupported { element, .. }
+                        if element == "intermediateCatchEvent" || element == "receiveTask");
+                    if !ok && !incomplete_catch {
                         self.error(
                             Code::Unsupported,
                             target,

@@ -274,7 +274,11 @@ impl<'a> TreeBuilder<'a> {
                 // Diagram interchange has no meaning for execution: check it is well-formed
                 // (the reader does) but build nothing.
                 match event {
-                    Event::Start(_) => self.skipping += 1,
+                    Event::Start(start) => {
+                        self.check_attributes(&start, offset)?;
+                        self.skipping += 1;
+                    }
+                    Event::Empty(start) => self.check_attributes(&start, offset)?,
                     Event::End(_) => self.skipping -= 1,
                     Event::Eof => break,
                     _ => {}
@@ -288,8 +292,13 @@ impl<'a> TreeBuilder<'a> {
                 continue;
             }
             match event {
-                Event::Start(start) if !self.stack.is_empty() && self.is_diagram(&start) => self.skipping = 1,
-                Event::Empty(start) if !self.stack.is_empty() && self.is_diagram(&start) => {}
+                Event::Start(start) if !self.stack.is_empty() && self.is_diagram(&start) => {
+                    self.check_attributes(&start, offset)?;
+                    self.skipping = 1;
+                }
+                Event::Empty(start) if !self.stack.is_empty() && self.is_diagram(&start) => {
+                    self.check_attributes(&start, offset)?;
+                }
                 Event::Start(start) => {
                     let element = self.open(&start, offset)?;
                     self.stack.push(element);
@@ -378,6 +387,50 @@ impl<'a> TreeBuilder<'a> {
         }
     }
 
+    /// The well-formedness of a start tag's attributes, for elements that are not built
+    /// (diagram interchange): as [`Self::open`] checks them.
+    fn check_attributes(&self, start: &BytesStart<'_>, offset: usize) -> Result<(), XmlError> {
+        for attr in start.attributes().with_checks(true) {
+            let attr = attr.map_err(|e| self.malformed_attribute(start, offset, &e.to_string()))?;
+            self.check_raw_value(start, offset, &attr)?;
+        }
+        Ok(())
+    }
+
+    fn malformed_attribute(&self, start: &BytesStart<'_>, offset: usize, text: &str) -> XmlError {
+        // quick-xml prefixes a byte offset inside the tag; the diagnostic has a position.
+        let text = match text.split_once(": ") {
+            Some((head, rest)) if head.starts_with("position ") => rest,
+            _ => text,
+        };
+        self.error(
+            offset,
+            format!("malformed attribute in <{}>: {text}", String::from_utf8_lossy(start.name().as_ref().as_bytes())),
+        )
+    }
+
+    /// XML forbids a raw `<` in an attribute value (it must be written `&lt;`); quick-xml does
+    /// not check it.
+    fn check_raw_value(
+        &self,
+        start: &BytesStart<'_>,
+        offset: usize,
+        attr: &quick_xml::events::attributes::Attribute<'_>,
+    ) -> Result<(), XmlError> {
+        if let Some(i) = attr.value.find('<') {
+            let name: &str = attr.key.as_ref();
+            let at = self
+                .borrowed_offset(&attr.value)
+                .map(|o| o + i)
+                .unwrap_or_else(|| self.attr_value_offset(offset, offset + start.len() + 2, name.as_bytes()));
+            return Err(self.error(
+                at,
+                format!("malformed XML: a raw `<` in the value of attribute `{name}`; write it as `&lt;`"),
+            ));
+        }
+        Ok(())
+    }
+
     fn open(&mut self, start: &BytesStart<'_>, offset: usize) -> Result<XmlElement, XmlError> {
         self.elements += 1;
         if self.elements > self.limits.max_elements {
@@ -397,21 +450,8 @@ impl<'a> TreeBuilder<'a> {
         let tag_end = offset + start.len() + 2;
         let mut attrs = Vec::new();
         for attr in start.attributes().with_checks(true) {
-            let attr = attr.map_err(|e| {
-                // quick-xml prefixes a byte offset inside the tag; the diagnostic has a position.
-                let text = e.to_string();
-                let text = match text.split_once(": ") {
-                    Some((head, rest)) if head.starts_with("position ") => rest.to_string(),
-                    _ => text,
-                };
-                self.error(
-                    offset,
-                    format!(
-                        "malformed attribute in <{}>: {text}",
-                        String::from_utf8_lossy(start.name().as_ref().as_bytes())
-                    ),
-                )
-            })?;
+            let attr = attr.map_err(|e| self.malformed_attribute(start, offset, &e.to_string()))?;
+            self.check_raw_value(start, offset, &attr)?;
             let key = attr.key;
             if key.as_namespace_binding().is_some() {
                 continue;

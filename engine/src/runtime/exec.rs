@@ -82,9 +82,23 @@ pub fn handle(
 
 #[derive(Debug)]
 enum Step {
-    Activate { node: NodeIdx, scope: Key, flow: Option<FlowIdx> },
-    Leave { key: Key },
-    ScopeCheck { scope: Key },
+    Activate {
+        node: NodeIdx,
+        scope: Key,
+        flow: Option<FlowIdx>,
+    },
+    Leave {
+        key: Key,
+    },
+    ScopeCheck {
+        scope: Key,
+    },
+    /// The next inner instance of a sequential multi-instance body: queued, not called from
+    /// the completion of the previous one, so a loop over many items needs no stack.
+    StartInner {
+        body: Key,
+        index: u32,
+    },
 }
 
 struct Exec<'a> {
@@ -133,8 +147,16 @@ impl<'a> Exec<'a> {
         k
     }
 
+    /// The seed of FEEL's `random number()`: the instance id, the command's time and the key
+    /// counter (which moves as the command opens elements), so evaluations differ from each
+    /// other yet a replay of the same command gives the same numbers.
+    fn random_seed(&self) -> u64 {
+        let stamp = self.now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        crate::feel_compat::fnv1a(self.st.id.as_bytes(), stamp ^ (u64::from(self.next_key) << 32))
+    }
+
     fn clock(&self) -> crate::feel::Clock {
-        crate::feel::Clock { now: self.now, tz: self.def.tz }
+        crate::feel::Clock { now: self.now, tz: self.def.tz, seed: self.random_seed() }
     }
 
     /// The instant a deadline falls at, counted from now, and for a term in calendar days (or a
@@ -503,6 +525,7 @@ impl<'a> Exec<'a> {
                     Step::Activate { node, scope, flow } => self.arrive(node, scope, flow),
                     Step::Leave { key } => self.leave(key, None),
                     Step::ScopeCheck { scope } => self.scope_check(scope),
+                    Step::StartInner { body, index } => self.start_inner(body, index),
                 }
             }
             // Inclusive joins may become ready once other branches died.
@@ -555,6 +578,20 @@ impl<'a> Exec<'a> {
             return false;
         }
         let mut live: Vec<NodeIdx> = self.st.children(scope).map(|e| e.node).collect();
+        // Tokens of this command still in the step queue are live too: one already on its way
+        // into an empty incoming flow of the join means the join must wait for it (else it
+        // passed once per early token).
+        for step in &self.queue {
+            if let Step::Activate { node, scope: s, flow } = step
+                && *s == scope
+            {
+                if *node != join {
+                    live.push(*node);
+                } else if flow.is_some_and(|f| n.incoming.contains(&f) && !self.st.waiting.contains(&(scope, f))) {
+                    return false;
+                }
+            }
+        }
         for (s, f) in &self.st.waiting {
             let target = self.p.flow(*f).target;
             if *s == scope && target != join {
@@ -794,6 +831,16 @@ impl<'a> Exec<'a> {
                     Some(p) => self.param_string(p, key)?,
                     None => return Err(Failure("the task has no zeebe:taskDefinition type".into())),
                 };
+                // A type given as FEEL is treated as a written one: a built-in type behaves as
+                // that type; any other is refused as validation refuses a written unknown type,
+                // here as an incident (it completed at once in simulate and was an incident on
+                // the server).
+                if !crate::parse::BUILTIN_JOB_TYPES.contains(&job_type.as_str()) {
+                    return Err(Failure(format!(
+                        "task type `{job_type}` is not built into Reglament; use one of {}",
+                        crate::parse::BUILTIN_JOB_TYPES.join(", ")
+                    )));
+                }
                 if job_type == "email" {
                     let email = self.email(task, key)?;
                     self.emit(Event::EmailQueued { key, node: ei.node, email: email.clone() });
@@ -1386,12 +1433,15 @@ impl<'a> Exec<'a> {
     }
 
     fn start_inner(&mut self, body: Key, index: u32) {
-        let Some(ei) = self.st.ei(body).cloned() else { return };
+        // Only the item is copied out of the body: copying its whole collection per item made
+        // a loop quadratic.
+        let Some(ei) = self.st.ei(body) else { return };
         let EiData::MultiInstance(mi) = &ei.data else { return };
         let item = mi.items.get(index as usize).cloned().unwrap_or(Json::Null);
-        let mi_def = self.node(ei.node).multi_instance.as_ref().expect("multi-instance body");
+        let node = ei.node;
+        let mi_def = self.node(node).multi_instance.as_ref().expect("multi-instance body");
         let key = self.key();
-        self.emit(Event::ElementEntered { key, node: ei.node, scope: body });
+        self.emit(Event::ElementEntered { key, node, scope: body });
         self.emit(Event::MultiInstanceProgress { key: body, index, output: None });
         let mut locals = Vars::new();
         locals.insert("loopCounter".into(), Json::from(index + 1));
@@ -1424,8 +1474,8 @@ impl<'a> Exec<'a> {
             },
             None => None,
         };
-        let Some(EiData::MultiInstance(state)) = self.st.ei(body).map(|b| b.data.clone()) else { return };
-        let MiState { items, started, completed, .. } = *state;
+        let Some(EiData::MultiInstance(state)) = self.st.ei(body).map(|b| &b.data) else { return };
+        let MiState { ref items, started, completed, .. } = **state;
         let total = items.len() as u32;
         // This instance counts as completed.
         let completed = completed + 1;
@@ -1453,7 +1503,7 @@ impl<'a> Exec<'a> {
             self.terminate_children(body);
             self.queue.push_back(Step::Leave { key: body });
         } else if mi_def.sequential && started < total {
-            self.start_inner(body, started);
+            self.queue.push_back(Step::StartInner { body, index: started });
         } else if completed >= total {
             self.queue.push_back(Step::Leave { key: body });
         }
@@ -1822,6 +1872,56 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A sequential multi-instance over a script task, over the variable `items`.
+    pub(crate) const SEQUENTIAL_SCRIPT_LOOP: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="defs" targetNamespace="urn:test">
+  <bpmn:process id="loop" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="double" />
+    <bpmn:scriptTask id="double">
+      <bpmn:extensionElements>
+        <zeebe:script expression="=n * 2" resultVariable="doubled" />
+      </bpmn:extensionElements>
+      <bpmn:multiInstanceLoopCharacteristics isSequential="true">
+        <bpmn:extensionElements>
+          <zeebe:loopCharacteristics inputCollection="=items" inputElement="n" outputCollection="results" outputElement="=doubled" />
+        </bpmn:extensionElements>
+      </bpmn:multiInstanceLoopCharacteristics>
+    </bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="double" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+    pub(crate) fn items(count: u32) -> Vars {
+        let mut vars = Vars::new();
+        vars.insert("items".into(), Json::Array((1..=count).map(Json::from).collect()));
+        vars
+    }
+
+    #[test]
+    fn a_sequential_multi_instance_over_many_items_runs_from_the_queue_without_stack_growth() {
+        // 20,000 items overflowed the stack when each completion started the next item by a
+        // call; from the step queue they run on a 1 MiB thread.
+        let def = def(SEQUENTIAL_SCRIPT_LOOP);
+        let (state, transition) = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let cmd = StartCommand { id: "i".into(), variables: items(20_000), ..StartCommand::default() };
+                start(&def, &Env::default(), cmd, at("2026-03-02T09:00:00+04:00")).unwrap()
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(state.status, Status::Completed);
+        let results = state.vars(ROOT).and_then(|v| v.get("results")).and_then(Json::as_array).unwrap();
+        assert_eq!(results.len(), 20_000);
+        assert_eq!((results[0].clone(), results[19_999].clone()), (Json::from(2), Json::from(40_000)));
+        let completed = transition.events.iter().filter(|e| matches!(e, Event::ElementCompleted { .. })).count();
+        assert_eq!(completed, 20_000 + 3, "start, each item, the body and end");
     }
 
     #[test]
