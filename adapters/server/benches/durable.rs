@@ -5,7 +5,7 @@
 //! - 100,000 timers due at the same instant: time until all fired;
 //! - start throughput with many pending timers and open tasks in the database.
 //!
-//! Run: `cargo bench -p reglament --bench durable -- [sqlite|postgres] [--quick] [--clients N]`
+//! Run: `cargo bench -p reglament-server --bench durable -- [sqlite|postgres] [--quick] [--clients N]`
 //! (`--clients`: concurrent clients of the b_user_task and start phases, default 64)
 //! (PostgreSQL at `REGLAMENT_BENCH_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres;
 //! a scratch database is created and dropped). SQLite runs with `synchronous=FULL`, PostgreSQL

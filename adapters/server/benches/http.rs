@@ -1,7 +1,7 @@
 //! HTTP throughput (issue 5): start-instance and complete-task over loopback against the real
 //! router on durable SQLite (WAL, synchronous=FULL), 64 concurrent keep-alive clients.
 //!
-//! Run: `cargo bench -p reglament --bench http -- [--seconds N] [--clients N]`.
+//! Run: `cargo bench -p reglament-server --bench http -- [--seconds N] [--clients N]`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

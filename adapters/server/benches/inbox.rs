@@ -2,7 +2,7 @@
 //! the next cursor page, with 1,000,000 open tasks across 50 groups, through the real router on
 //! a loopback listener. Reports p50/p99 per backend.
 //!
-//! Run: `cargo bench -p reglament --bench inbox -- [sqlite|postgres] [--tasks N]`.
+//! Run: `cargo bench -p reglament-server --bench inbox -- [sqlite|postgres] [--tasks N]`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,9 +4,9 @@
 //! start of the drain until every row is `sent` and every send task has completed.
 //!
 //! ```text
-//! cargo bench -p reglament --bench outbox                 # SQLite, 10,000 emails, 8 connections
-//! cargo bench -p reglament --bench outbox -- postgres     # PostgreSQL at 127.0.0.1:5432
-//! BENCH_EMAILS=2000 BENCH_CONNECTIONS=1 cargo bench -p reglament --bench outbox
+//! cargo bench -p reglament-server --bench outbox                 # SQLite, 10,000 emails, 8 connections
+//! cargo bench -p reglament-server --bench outbox -- postgres     # PostgreSQL at 127.0.0.1:5432
+//! BENCH_EMAILS=2000 BENCH_CONNECTIONS=1 cargo bench -p reglament-server --bench outbox
 //! ```
 //!
 //! The SMTP server runs under the tests' venv (`tests/it/tools.rs`, installed on first use from
