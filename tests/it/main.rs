@@ -13,6 +13,7 @@ mod http;
 mod jobs;
 mod mail;
 mod processes;
+mod robustness;
 mod scenarios;
 mod server;
 mod store;

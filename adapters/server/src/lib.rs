@@ -17,6 +17,7 @@ pub mod driver;
 pub mod email;
 pub mod http;
 pub mod jobs;
+pub mod listen;
 pub mod scheduler;
 pub mod serve;
 pub mod settings;

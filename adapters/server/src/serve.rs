@@ -197,7 +197,22 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let app = crate::http::router(crate::http::AppState::new(rt.clone(), settings.base_url.clone()));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     info!(%addr, node = rt.node(), database = %redact(&url), "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(StartError::Http)?;
+    let nofile = crate::listen::open_files_limit();
+    let max_connections = crate::listen::effective_limit(settings.max_connections, nofile, settings.pool_size as usize);
+    if max_connections < settings.max_connections {
+        warn!(
+            wanted = settings.max_connections,
+            serving = max_connections,
+            open_files_limit = nofile,
+            "max_connections lowered to fit the open-files limit; raise it (ulimit -n) to serve more"
+        );
+    }
+    let limits = crate::listen::Limits {
+        max_connections,
+        header_timeout: settings.header_timeout,
+        drain: Duration::from_secs(30),
+    };
+    crate::listen::serve(listener, app, limits, shutdown_signal()).await.map_err(StartError::Http)?;
 
     info!("shutting down: stopping the scheduler and releasing leases");
     let _ = stop_tx.send(true);

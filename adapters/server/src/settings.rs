@@ -37,6 +37,18 @@ pub const KEYS: &[Key] = &[
         doc: "the listen address, HOST:PORT",
     },
     Key {
+        name: "max_connections",
+        env: "REGLAMENT_MAX_CONNECTIONS",
+        default: "512",
+        doc: "HTTP connections served at once (lowered to fit the open-files limit); more clients wait until one closes",
+    },
+    Key {
+        name: "header_timeout_seconds",
+        env: "REGLAMENT_HEADER_TIMEOUT_SECONDS",
+        default: "10",
+        doc: "the longest wait for a request's headers, and for the next request on an idle connection",
+    },
+    Key {
         name: "base_url",
         env: "REGLAMENT_BASE_URL",
         default: "http:// + http_addr",
@@ -129,6 +141,8 @@ pub const KEYS: &[Key] = &[
 pub struct Settings {
     pub database_url: String,
     pub http_addr: SocketAddr,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
     /// Without a trailing `/`.
     pub base_url: String,
     pub definitions: PathBuf,
@@ -223,6 +237,12 @@ impl Settings {
                     .then(|| v.to_string())
             })?,
             http_addr,
+            max_connections: raw.parse("max_connections", "a whole number from 1 to 100000", |v| {
+                v.parse::<usize>().ok().filter(|n| (1..=100_000).contains(n))
+            })?,
+            header_timeout: raw.parse("header_timeout_seconds", "a whole number of seconds above 0", |v| {
+                positive(v).map(Duration::from_secs)
+            })?,
             base_url: base_url.trim_end_matches('/').to_string(),
             definitions,
             directory,
