@@ -565,6 +565,22 @@ async fn access_rules(db: TestDb) {
 
 /// Keys, names and ids with control characters, bidirectional overrides or excessive length get
 /// the same clear answer on both backends (PostgreSQL refuses NUL in text), and nothing is stored.
+/// API answers carry personal data: never cached, never framed, never sniffed into a page; the
+/// headers are on successes and on problems alike.
+async fn security_headers(db: TestDb) {
+    let app = App::new(db).await;
+    for resp in [app.get("/api/definitions", &app.owner).await, app.get("/api/tasks/nope.1", &app.owner).await] {
+        assert_eq!(resp.header("cache-control"), "no-store");
+        assert_eq!(resp.header("x-content-type-options"), "nosniff");
+        assert_eq!(resp.header("x-frame-options"), "DENY");
+        assert_eq!(resp.header("content-security-policy"), "default-src 'none'; frame-ancestors 'none'");
+    }
+    let health = app.send(Method::GET, "/healthz", None, Body::empty(), &[]).await;
+    assert_eq!(health.header("x-content-type-options"), "nosniff");
+    assert_eq!(health.header("cache-control"), "", "only API answers are no-store");
+    app.finish().await;
+}
+
 async fn hostile_keys(db: TestDb) {
     let app = App::new(db).await;
     app.deploy(APPROVAL, &app.owner).await.ok(201);
@@ -1074,5 +1090,6 @@ on_sqlite!(
     history_matches_the_simulator,
     slow_requests_time_out,
     hostile_keys,
+    security_headers,
 );
 on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination, hostile_keys);

@@ -19,6 +19,7 @@ pub mod definitions;
 pub mod directory;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod history;
 pub mod hygiene;
 pub mod idempotency;
@@ -188,6 +189,7 @@ pub fn router(state: AppState) -> axum::Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(doc))
         .layer(from_fn_with_state(state.clone(), timeout))
+        .layer(axum::middleware::from_fn(headers::secure))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
