@@ -78,11 +78,14 @@ fn measure(f: impl Fn()) -> Duration {
 fn main() {
     let deployed = BTreeSet::new();
     println!(
-        "{:>8} {:>10} {:>12} {:>12} {:>14} {:>14} {:>12}",
-        "nodes", "bytes", "xml MB/s", "parse ms", "validate ms", "elements/s", "µs/element"
+        "{:>8} {:>8} {:>10} {:>12} {:>12} {:>14} {:>14} {:>12}",
+        "layout", "nodes", "bytes", "xml MB/s", "parse ms", "validate ms", "elements/s", "µs/element"
     );
-    for n in [1_000, 5_000, 20_000, 50_000] {
-        let xml = generate(n);
+    // The same models pretty-printed and written on one line (column counting must not be
+    // quadratic in the line's length).
+    let cases = [1_000, 5_000, 20_000, 50_000].map(|n| ("pretty", generate(n)));
+    let one_line = ("one line", generate(50_000).replace('\n', " "));
+    for (layout, xml) in cases.into_iter().chain([one_line]) {
         let bytes = xml.as_bytes();
         let (defs, diags) = reglament_engine::check(bytes, &deployed);
         assert!(diags.iter().all(|d| !d.is_error()), "generated model is invalid: {:?}", &diags[..diags.len().min(3)]);
@@ -98,7 +101,8 @@ fn main() {
         });
         let total = parse + validate;
         println!(
-            "{:>8} {:>10} {:>12.1} {:>12.2} {:>14.3} {:>14.0} {:>12.3}",
+            "{:>8} {:>8} {:>10} {:>12.1} {:>12.2} {:>14.3} {:>14.0} {:>12.3}",
+            layout,
             elements,
             bytes.len(),
             bytes.len() as f64 / tree.as_secs_f64() / 1e6,
