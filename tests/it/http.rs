@@ -999,6 +999,12 @@ async fn users_command(db: TestDb) {
     let user = store.user_by_token_hash(&reglament_server::accounts::hash_token(&token)).await.unwrap().unwrap();
     assert_eq!((user.email.as_str(), user.groups.clone()), ("i@example.org", vec!["c".to_string()]));
     assert!(store.user_by_token_hash(&reglament_server::accounts::hash_token(&second)).await.unwrap().is_some());
+    // A new token for an existing person, with only the email given (as directory.toml
+    // suggests), keeps their name and groups.
+    reglament::users_cmd::add(&store, "ivanov", "i@example.org", vec![], None).await.unwrap();
+    let user = store.user("ivanov").await.unwrap().unwrap();
+    assert_eq!(user.groups, vec!["c".to_string()]);
+    assert_eq!(user.name.as_deref(), Some("Иванов И.И."));
     // Only hashes are stored.
     let rows = store.users().await.unwrap();
     assert_eq!(rows.len(), 1);

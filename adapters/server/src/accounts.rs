@@ -60,7 +60,8 @@ pub enum AccountError {
     Store(#[from] StoreError),
 }
 
-/// Creates the user (or updates an existing one's email, name and groups) and issues a new API
+/// Creates the user (or updates an existing one's email, and name and groups where given:
+/// an existing user keeps the groups and name the record leaves empty) and issues a new API
 /// token for them, labelled `label`; returns the token, which is stored only as its hash.
 pub async fn add_with_token(
     store: &Store,
@@ -70,7 +71,17 @@ pub async fn add_with_token(
 ) -> Result<String, AccountError> {
     let record = normalise(record).map_err(|(field, message)| AccountError::Invalid { field, message })?;
     if !store.create_user(&record).await? {
-        store.update_user(&record).await?;
+        let existing = store.user(&record.login).await?;
+        let mut merged = record.clone();
+        if let Some(existing) = existing {
+            if merged.groups.is_empty() {
+                merged.groups = existing.groups;
+            }
+            if merged.name.is_none() {
+                merged.name = existing.name;
+            }
+        }
+        store.update_user(&merged).await?;
     }
     let token = new_token().map_err(AccountError::Randomness)?;
     store.insert_token(&hash_token(&token), &record.login, Some(label), now).await?;
