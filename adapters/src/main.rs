@@ -71,6 +71,13 @@ enum UsersCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Set a user's sign-in password for the web pages (prompted twice, or one line on stdin).
+    Password {
+        login: String,
+        /// Read the password as one line from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 /// Structured logs on stderr; `RUST_LOG` filters (default info), `REGLAMENT_LOG_FORMAT=json`
@@ -166,6 +173,30 @@ fn run() -> ExitCode {
                     println!("{token}");
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Users { command: UsersCommand::Password { login, password_stdin } } => {
+            let url = std::env::var("REGLAMENT_DATABASE_URL").unwrap_or_else(|_| "sqlite://reglament.db".to_string());
+            let result = reglament::password_cmd::read_password(password_stdin, &mut std::io::stdin().lock()).and_then(
+                |password| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)?
+                        .block_on(async {
+                            let store = reglament::store::Store::connect(&url, 2).await?;
+                            let done = reglament::password_cmd::run(&store, &login, &password).await;
+                            store.close().await;
+                            done
+                        })
+                },
+            );
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("reglament: {e:#}");
                     ExitCode::from(EXIT_USAGE)

@@ -280,7 +280,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = crate::http::router(crate::http::AppState::new(rt.clone(), base_url));
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     info!(%addr, node = rt.node(), database = %redact(&url), "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
 
     info!("shutting down: stopping the scheduler and releasing leases");
     let _ = stop_tx.send(true);

@@ -18,3 +18,4 @@ mod scenarios;
 mod server;
 mod store;
 mod validate;
+mod web;

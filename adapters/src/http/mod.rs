@@ -27,6 +27,7 @@ pub mod instances;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
+pub mod passwords;
 pub mod registry;
 pub mod reports;
 pub mod tasks;
@@ -166,6 +167,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(admin::me))
         .routes(routes!(admin::list, admin::create))
         .routes(routes!(admin::create_token))
+        .routes(routes!(passwords::set))
         .routes(routes!(admin::groups))
         .routes(routes!(directory::get, directory::replace))
         .routes(routes!(clock::get, clock::change))
@@ -184,6 +186,7 @@ pub fn router(state: AppState) -> axum::Router {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(public).split_for_parts();
     let doc = Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises"));
     router
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(doc))

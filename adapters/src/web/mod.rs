@@ -1,0 +1,52 @@
+//! The web pages of DESIGN §6 ("Web pages"), in Russian, on the API's port: sign-in, the inbox,
+//! the task page. Server-rendered (minijinja templates compiled into the binary), forms that work
+//! without JavaScript; `static/app.js` and `static/app.css` are the project's own, small, and
+//! embedded with `include_str!`. No third-party browser code.
+//!
+//! Handlers are thin like the API's: they read the session ([`session::WebUser`]), call the same
+//! store and driver operations as the API handlers (often the API handler itself), and render a
+//! template. Every state-changing form carries the session's CSRF token ([`session`]).
+
+pub mod format;
+pub mod identity;
+pub mod login;
+pub mod pages;
+pub mod session;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::http::AppState;
+use session::WebUser;
+
+const APP_CSS: &str = include_str!("static/app.css");
+const APP_JS: &str = include_str!("static/app.js");
+
+/// The page routes; merged into the application's router by [`crate::http::router`].
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/static/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
+        .route("/static/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn home(user: WebUser) -> Response {
+    let text = format!("Вы вошли как {}.", user.display_name());
+    pages::message(StatusCode::OK, "Входящие", &text, Some(&user))
+}
