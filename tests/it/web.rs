@@ -391,3 +391,145 @@ macro_rules! on_both {
 }
 
 on_both!(sign_in, sign_in_is_slowed_down, password_api);
+
+mod inbox {
+    use super::*;
+    on_both!(inbox_page);
+}
+
+/// A reception task with a working-day deadline and a form, and a task offered to nobody.
+pub const INBOX_MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:reglament="urn:reglament:bpmn:1.0" id="d_letters" targetNamespace="urn:test">
+  <bpmn:process id="letters" name="Регистрация обращения" isExecutable="true">
+    <bpmn:extensionElements><reglament:settings timeZone="Europe/Astrakhan" calendar="ru" /></bpmn:extensionElements>
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="split" />
+    <bpmn:parallelGateway id="split" />
+    <bpmn:sequenceFlow id="f2" sourceRef="split" targetRef="register" />
+    <bpmn:sequenceFlow id="f3" sourceRef="split" targetRef="archive" />
+    <bpmn:userTask id="register" name="Зарегистрировать обращение">
+      <bpmn:extensionElements>
+        <zeebe:assignmentDefinition candidateGroups="reception" />
+        <reglament:deadline duration="P3D" time="working" />
+        <reglament:form>
+          <reglament:field id="channel" label="Канал поступления" type="enum" required="true" hint="Как поступило обращение">
+            <reglament:option value="letter" label="Письмо" />
+            <reglament:option value="email" label="Электронная почта" />
+          </reglament:field>
+          <reglament:field id="replyEmail" label="Адрес для ответа" type="email" />
+          <reglament:field id="pages" label="Листов" type="number" />
+          <reglament:field id="urgent" label="Срочное" type="boolean" />
+          <reglament:field id="summary" label="Краткое содержание" type="textarea" required="true" />
+        </reglament:form>
+      </bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:userTask id="archive" name="Сдать в архив" />
+    <bpmn:sequenceFlow id="f4" sourceRef="register" targetRef="review" />
+    <bpmn:userTask id="review" name="Рассмотреть обращение">
+      <bpmn:extensionElements><zeebe:assignmentDefinition candidateGroups="lawyers" /></bpmn:extensionElements>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="f5" sourceRef="review" targetRef="join" />
+    <bpmn:sequenceFlow id="f6" sourceRef="archive" targetRef="join" />
+    <bpmn:parallelGateway id="join" />
+    <bpmn:sequenceFlow id="f7" sourceRef="join" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+impl Web {
+    /// Deploys [`INBOX_MODEL`] and starts one instance per business key; answers the tokens of
+    /// orlova (reception) and kuznetsov (lawyers).
+    pub async fn letters(&self, keys: &[&str]) -> (String, String) {
+        let owner = self.person("owner", "Владелец процесса", &["process-owners"], "пароль-владельца").await;
+        let orlova = self.person("orlova", "Орлова Татьяна Михайловна", &["reception"], "пароль-приёмной").await;
+        let kuznetsov = self.person("kuznetsov", "Кузнецов Олег Владимирович", &["lawyers"], "пароль-юриста").await;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/definitions")
+            .header("authorization", format!("Bearer {owner}"))
+            .header("content-type", "application/xml")
+            .body(Body::from(INBOX_MODEL))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        for key in keys {
+            let body = json!({"definitionKey": "letters", "businessKey": key, "variables": {}});
+            let (status, v) = self.api(Method::POST, "/api/process-instances", &owner, Some(body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{v}");
+        }
+        (orlova, kuznetsov)
+    }
+}
+
+/// The ids of the task rows of an inbox page, in order.
+pub fn row_ids(html: &str) -> Vec<String> {
+    html.split("data-task=\"").skip(1).map(|s| s.split('"').next().unwrap().to_string()).collect()
+}
+
+fn count(html: &str, view: &str) -> i64 {
+    let marker = format!("id=\"count-{view}\">");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no count of {view}")) + marker.len();
+    html[start..].split('<').next().unwrap().parse().unwrap()
+}
+
+async fn inbox_page(db: TestDb) {
+    let web = Web::new(db, "http://reglament.test").await;
+    let keys: Vec<String> = (1..=27).map(|i| format!("ЗИ-{i:03}")).collect();
+    let (orlova, kuznetsov) = web.letters(&keys.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut jar = web.sign_in("orlova", "пароль-приёмной").await;
+
+    // Nothing assigned yet; the groups' view holds the 27 reception tasks and the 27 offered to
+    // nobody, a page of 25 at a time in due order (no due date last).
+    let page = web.get("/", &mut jar).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("У вас нет задач в работе"), "{html}");
+    assert_eq!((count(&html, "mine"), count(&html, "groups")), (0, 54));
+    let page = web.get("/?view=groups", &mut jar).await.text();
+    let first = row_ids(&page);
+    assert_eq!(first.len(), 25);
+    assert!(page.contains("Зарегистрировать обращение") && page.contains("Регистрация обращения"));
+    assert!(page.contains("до 7 декабря 2026 г., 18:00"), "{page}");
+    assert!(page.contains("осталось 3 раб. дня"), "{page}");
+    let next = page.split("after=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let second = row_ids(&web.get(&format!("/?view=groups&after={next}"), &mut jar).await.text());
+    assert_eq!(second.len(), 25);
+    assert!(second.iter().all(|id| !first.contains(id)));
+
+    // The lawyer sees only the tasks offered to nobody.
+    let mut lawyer = web.sign_in("kuznetsov", "пароль-юриста").await;
+    let html = web.get("/?view=groups", &mut lawyer).await.text();
+    assert_eq!(count(&html, "groups"), 27);
+    assert!(!html.contains("Зарегистрировать обращение") && html.contains("Сдать в архив"));
+
+    // A claimed task moves to «Мои задачи»; filters by request number, process, overdue, date.
+    let (_, tasks) = web.api(Method::GET, "/api/tasks?candidateGroup=reception&limit=500", &orlova, None).await;
+    let task = tasks["items"].as_array().unwrap().iter().find(|t| t["businessKey"] == "ЗИ-005").unwrap().clone();
+    assert_eq!(task["processName"], "Регистрация обращения");
+    assert_eq!((task["overdue"].clone(), task["workingDaysLeft"].clone()), (json!(false), json!(3)));
+    let id = task["id"].as_str().unwrap();
+    let (status, _) = web.api(Method::POST, &format!("/api/tasks/{id}/claim"), &orlova, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let html = web.get("/", &mut jar).await.text();
+    assert_eq!(row_ids(&html), vec![id.to_string()]);
+    assert_eq!((count(&html, "mine"), count(&html, "groups")), (1, 53));
+    let html = web.get("/?view=groups&q=%D0%97%D0%98-01", &mut jar).await.text();
+    assert_eq!(count(&html, "groups"), 20, "ЗИ-010…ЗИ-019, twice");
+    assert_eq!(row_ids(&html).len(), 20);
+    assert_eq!(count(&web.get("/?view=groups&process=letters", &mut jar).await.text(), "groups"), 53);
+    assert_eq!(count(&web.get("/?view=groups&process=other", &mut jar).await.text(), "groups"), 0);
+    let html = web.get("/?view=groups&overdue=1", &mut jar).await.text();
+    assert_eq!(count(&html, "groups"), 0);
+    assert!(html.contains("с такими условиями отбора"));
+    assert_eq!(count(&web.get("/?view=groups&due_before=2026-12-07", &mut jar).await.text(), "groups"), 26);
+    assert_eq!(count(&web.get("/?view=groups&due_before=2026-12-06", &mut jar).await.text(), "groups"), 0);
+    assert_eq!(web.get("/?due_before=7.12.2026", &mut jar).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Anyone may take a task offered to nobody (API and page alike).
+    let (_, open) = web.api(Method::GET, "/api/tasks?limit=500", &kuznetsov, None).await;
+    let free = open["items"].as_array().unwrap().iter().find(|t| t["name"] == "Сдать в архив").unwrap().clone();
+    let (status, claimed) =
+        web.api(Method::POST, &format!("/api/tasks/{}/claim", free["id"].as_str().unwrap()), &kuznetsov, None).await;
+    assert_eq!((status, claimed["assignee"].as_str()), (StatusCode::OK, Some("kuznetsov")));
+    web.finish().await;
+}

@@ -30,6 +30,7 @@ pub mod ops;
 pub mod passwords;
 pub mod registry;
 pub mod reports;
+pub mod task_facts;
 pub mod tasks;
 pub mod views;
 

@@ -9,17 +9,17 @@
 
 pub mod format;
 pub mod identity;
+pub mod inbox;
 pub mod login;
 pub mod pages;
 pub mod session;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::http::AppState;
-use session::WebUser;
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
@@ -27,7 +27,7 @@ const APP_JS: &str = include_str!("static/app.js");
 /// The page routes; merged into the application's router by [`crate::http::router`].
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(home))
+        .route("/", get(inbox::page))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/static/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
@@ -44,9 +44,4 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn home(user: WebUser) -> Response {
-    let text = format!("Вы вошли как {}.", user.display_name());
-    pages::message(StatusCode::OK, "Входящие", &text, Some(&user))
 }

@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("inbox.html", include_str!("templates/inbox.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
