@@ -197,6 +197,10 @@ async fn sign_in(db: TestDb) {
     // No session: the inbox sends to the sign-in form, and back afterwards.
     let resp = web.get("/", &mut jar).await;
     assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, "/login?next=%2F"));
+    let resp = web.get("/tasks/x.1", &mut jar).await;
+    assert_eq!(resp.header("location"), "/login?next=%2Ftasks%2Fx.1");
+    let resp = web.post("/tasks/x.1/complete", &mut jar, &[]).await;
+    assert_eq!(resp.header("location"), "/login?next=%2Ftasks%2Fx.1");
 
     // The form: login, password, a hidden CSRF field matching a cookie.
     let page = web.get("/login?next=/tasks/x.1", &mut jar).await;
@@ -394,7 +398,7 @@ on_both!(sign_in, sign_in_is_slowed_down, password_api);
 
 mod inbox {
     use super::*;
-    on_both!(inbox_page);
+    on_both!(inbox_page, task_page);
 }
 
 /// A reception task with a working-day deadline and a form, and a task offered to nobody.
@@ -531,5 +535,130 @@ async fn inbox_page(db: TestDb) {
     let (status, claimed) =
         web.api(Method::POST, &format!("/api/tasks/{}/claim", free["id"].as_str().unwrap()), &kuznetsov, None).await;
     assert_eq!((status, claimed["assignee"].as_str()), (StatusCode::OK, Some("kuznetsov")));
+    web.finish().await;
+}
+
+async fn task_page(db: TestDb) {
+    let web = Web::new(db, "http://reglament.test").await;
+    let (orlova, _) = web.letters(&["ЗИ-100"]).await;
+    let mut jar = web.sign_in("orlova", "пароль-приёмной").await;
+    let (_, tasks) = web.api(Method::GET, "/api/tasks?candidateGroup=reception", &orlova, None).await;
+    let id = tasks["items"][0]["id"].as_str().unwrap().to_string();
+    let url = format!("/tasks/{id}");
+
+    // Not yet taken: the form is shown disabled, with a claim button.
+    let page = web.get(&url, &mut jar).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    for part in [
+        "<h1 id=\"task-title\">Зарегистрировать обращение</h1>",
+        "ЗИ-100",
+        "до 7 декабря 2026 г., 18:00",
+        "<legend>Канал поступления <span class=\"required\"",
+        "value=\"letter\"",
+        "> Электронная почта</label>",
+        "<p class=\"hint\" id=\"hint-channel\">Как поступило обращение</p>",
+        "<label for=\"in-summary\">Краткое содержание <span class=\"required\"",
+        "type=\"email\"",
+        "type=\"checkbox\" name=\"urgent\"",
+        "id=\"claim\"",
+        "<fieldset disabled>",
+        "Процесс запущен",
+        "Создана задача «Зарегистрировать обращение» для групп: reception",
+    ] {
+        assert!(html.contains(part), "{part} in {html}");
+    }
+    let csrf = page.hidden("csrf");
+    // A form sent without the token (another site's) changes nothing.
+    assert_eq!(web.post(&format!("{url}/claim"), &mut jar, &[]).await.status, StatusCode::FORBIDDEN);
+    let resp = web
+        .send(
+            Method::POST,
+            &format!("{url}/claim"),
+            &mut jar,
+            Some(form(&[("csrf", &csrf)])),
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    let resp = web.post(&format!("{url}/claim"), &mut jar, &[("csrf", &csrf)]).await;
+    assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, url.as_str()));
+    let html = web.get(&url, &mut jar).await.text();
+    assert!(html.contains("id=\"complete\"") && !html.contains("<fieldset disabled>"));
+    assert!(html.contains("<dd id=\"assignee\">Орлова Татьяна Михайловна</dd>"));
+
+    // A number that is not one: the page's own message at the field, every value kept.
+    let wrong = [
+        ("csrf", csrf.as_str()),
+        ("channel", "email"),
+        ("replyEmail", "не почта"),
+        ("pages", "много"),
+        ("summary", ""),
+    ];
+    let resp = web.post(&format!("{url}/complete"), &mut jar, &wrong).await;
+    assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let html = resp.text();
+    assert!(
+        html.contains("<p class=\"field-error\" id=\"error-pages\">Введите число, например 12 или 3,5.</p>"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"не почта\"") && html.contains("value=\"много\""));
+    assert!(html.contains("value=\"email\" checked"));
+    // The engine's check: each message next to its field, in Russian.
+    let wrong =
+        [("csrf", csrf.as_str()), ("channel", "email"), ("replyEmail", "не почта"), ("pages", "3"), ("summary", "")];
+    let html = web.post(&format!("{url}/complete"), &mut jar, &wrong).await.text();
+    assert!(html.contains("id=\"error-replyEmail\">Ожидается адрес электронной почты.</p>"), "{html}");
+    assert!(html.contains("id=\"error-summary\">Заполните это поле: оно обязательно.</p>"), "{html}");
+    assert!(html.contains("class=\"field invalid\" id=\"field-summary\""));
+    assert!(!html.contains("id=\"error-pages\""));
+
+    // Right values: done, back to the inbox; the lawyers' task is next, with the case's facts.
+    let right = [
+        ("csrf", csrf.as_str()),
+        ("channel", "email"),
+        ("replyEmail", "ivanov@example.org"),
+        ("pages", "3,5"),
+        ("urgent", "true"),
+        ("summary", "Прошу сообщить график приёма"),
+    ];
+    let resp = web.post(&format!("{url}/complete"), &mut jar, &right).await;
+    assert_eq!((resp.status, resp.header("location")), (StatusCode::SEE_OTHER, "/?done=completed"));
+    assert!(web.get("/?done=completed", &mut jar).await.text().contains("Задача выполнена."));
+    let (_, instance) = web
+        .api(
+            Method::GET,
+            &format!("/api/process-instances/{}", tasks["items"][0]["processInstanceId"].as_str().unwrap()),
+            &orlova,
+            None,
+        )
+        .await;
+    assert_eq!(instance["variables"]["pages"], json!(3.5));
+    assert_eq!(instance["variables"]["urgent"], json!(true));
+    let mut lawyer = web.sign_in("kuznetsov", "пароль-юриста").await;
+    let html = web.get("/?view=groups", &mut lawyer).await.text();
+    let review = row_ids(&html)
+        .into_iter()
+        .find(|t| html.contains(&format!("href=\"/tasks/{t}\">Рассмотреть обращение")))
+        .expect("the review task");
+    let html = web.get(&format!("/tasks/{review}"), &mut lawyer).await.text();
+    assert!(html.contains("<dt>Краткое содержание</dt><dd>Прошу сообщить график приёма</dd>"), "{html}");
+    assert!(html.contains("<dt>Канал поступления</dt><dd>Электронная почта</dd>"));
+    assert!(html.contains("<dt>Листов</dt><dd>3,5</dd>") && html.contains("<dt>Срочное</dt><dd>Да</dd>"));
+    assert!(html.contains("Орлова Татьяна Михайловна выполнил(а) задачу «Зарегистрировать обращение»"), "{html}");
+    // The reception's (completed) task is not the lawyer's to see.
+    assert_eq!(web.get(&url, &mut lawyer).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(web.get("/tasks/no-such.1", &mut lawyer).await.status, StatusCode::NOT_FOUND);
+
+    // Claim and give back; a completed task says who did it.
+    let csrf = web.get("/", &mut lawyer).await.hidden("csrf");
+    web.post(&format!("/tasks/{review}/claim"), &mut lawyer, &[("csrf", &csrf)]).await;
+    let resp = web.post(&format!("/tasks/{review}/unclaim"), &mut lawyer, &[("csrf", &csrf)]).await;
+    assert_eq!(resp.header("location"), "/?done=unclaimed");
+    let html = web.get(&url, &mut jar).await.text();
+    assert!(
+        html.contains("Задача выполнена 2 декабря 2026 г.") && html.contains("(Орлова Татьяна Михайловна)"),
+        "{html}"
+    );
     web.finish().await;
 }

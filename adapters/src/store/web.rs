@@ -294,3 +294,13 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 }
+
+impl Store {
+    /// Every task of an instance, oldest first.
+    pub async fn tasks_of_instance(&self, instance: &str) -> Result<Vec<super::TaskRow>> {
+        let sql = format!("SELECT {} FROM tasks WHERE instance_id = $1 ORDER BY created_at, id", super::TASK_COLUMNS);
+        let rows: Vec<super::TaskTuple> =
+            on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(instance).fetch_all(c).await?);
+        Ok(rows.into_iter().map(super::TaskRow::from_tuple).collect())
+    }
+}

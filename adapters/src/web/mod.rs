@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod login;
 pub mod pages;
 pub mod session;
+pub mod task;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -30,6 +31,11 @@ pub fn router() -> Router<AppState> {
         .route("/", get(inbox::page))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/tasks/{id}", get(task::page))
+        .route("/tasks/{id}/claim", post(task::claim))
+        .route("/tasks/{id}/unclaim", post(task::unclaim))
+        .route("/tasks/{id}/assign", post(task::assign))
+        .route("/tasks/{id}/complete", post(task::complete))
         .route("/static/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
         .route("/static/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
 }

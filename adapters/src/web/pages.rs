@@ -15,6 +15,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("templates/login.html")),
     ("message.html", include_str!("templates/message.html")),
     ("inbox.html", include_str!("templates/inbox.html")),
+    ("task.html", include_str!("templates/task.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
