@@ -407,6 +407,8 @@ pub struct FormField {
     pub label: String,
     pub kind: FieldKind,
     pub required: bool,
+    /// `hint`: a line of help shown under the field.
+    pub hint: Option<String>,
     /// Allowed values for `enum` fields: (value, label).
     pub options: Vec<(String, String)>,
     pub pos: Pos,

@@ -1149,6 +1149,7 @@ impl Parser {
                 label: f.attr_value("label").unwrap_or(field_id).to_string(),
                 kind,
                 required: f.attr_value("required") == Some("true"),
+                hint: f.attr_value("hint").map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned),
                 options,
                 pos: f.pos,
             });

@@ -901,6 +901,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/groups"),
     ("get", "/api/directory"),
     ("put", "/api/directory"),
+    ("put", "/api/users/{login}/password"),
     ("get", "/api/clock"),
     ("post", "/api/clock"),
     ("get", "/openapi.json"),

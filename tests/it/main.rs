@@ -4,6 +4,7 @@
 mod support;
 mod tools;
 
+mod browser;
 mod cluster;
 mod corpus;
 mod crash;
@@ -19,3 +20,4 @@ mod server;
 mod store;
 mod tidy;
 mod validate;
+mod web;

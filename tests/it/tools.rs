@@ -71,7 +71,7 @@ fn tools_dir() -> PathBuf {
 }
 
 /// Holds an exclusive lock on `name` in [`tools_dir`] until dropped.
-fn lock(name: &str) -> Result<File, String> {
+pub(crate) fn lock(name: &str) -> Result<File, String> {
     let path = tools_dir().join(name);
     let file = File::create(&path).map_err(|e| format!("cannot create the lock file {}: {e}", path.display()))?;
     file.lock().map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
@@ -145,7 +145,7 @@ fn set_up_xmllint() -> Result<PathBuf, String> {
 }
 
 /// Runs `cmd` to completion; on failure gives its exit status and what it printed.
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     if out.status.success() {
         return Ok(());
@@ -159,6 +159,6 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     ))
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }

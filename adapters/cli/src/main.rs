@@ -71,6 +71,13 @@ enum UsersCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Set a user's sign-in password for the web pages (prompted twice, or one line on stdin).
+    Password {
+        login: String,
+        /// Read the password as one line from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 /// Structured logs on stderr; `RUST_LOG` filters (default info), `REGLAMENT_LOG_FORMAT=json`
@@ -171,6 +178,29 @@ fn run() -> ExitCode {
                     println!("{token}");
                     ExitCode::SUCCESS
                 }
+                Err(e) => {
+                    eprintln!("reglament: {e:#}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Users { command: UsersCommand::Password { login, password_stdin } } => {
+            let result = reglament::password_cmd::read_password(password_stdin, &mut std::io::stdin().lock())
+                .and_then(|password| Ok((password, load_settings(None)?)))
+                .and_then(|(password, settings)| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)?
+                        .block_on(async {
+                            let store = reglament_server::serve::connect(&settings.database_url, 2).await?;
+                            let done = reglament::password_cmd::run(&store, &login, &password).await;
+                            store.close().await;
+                            done
+                        })
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("reglament: {e:#}");
                     ExitCode::from(EXIT_USAGE)

@@ -194,7 +194,10 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let mail = tokio::spawn(crate::email::run(rt.clone(), EmailConfig::from_settings(&settings), stop_rx));
 
     let addr = settings.http_addr;
-    let app = crate::http::router(crate::http::AppState::new(rt.clone(), settings.base_url.clone()));
+    let app = crate::http::router_with(
+        crate::http::AppState::new(rt.clone(), settings.base_url.clone()),
+        crate::web::router(),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     info!(%addr, node = rt.node(), database = %redact(&url), "serving");
     let nofile = crate::listen::open_files_limit();

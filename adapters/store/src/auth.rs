@@ -385,7 +385,10 @@ impl Store {
         let mut sql =
             format!("SELECT {TASK_COLUMNS_T} FROM tasks t WHERE t.state = {}", arg(Arg::Text(q.state.clone())));
         let login = arg(Arg::Text(q.viewer.login.clone()));
-        let mut visible = vec![format!("t.assignee = {login}")];
+        let mut visible = vec![
+            format!("t.assignee = {login}"),
+            "(t.assignee IS NULL AND t.candidate_groups = '' AND t.candidate_users = '')".to_string(),
+        ];
         if !q.viewer.groups.is_empty() {
             let list: Vec<String> = q.viewer.groups.iter().map(|g| arg(Arg::Text(g.clone()))).collect();
             visible.push(format!(

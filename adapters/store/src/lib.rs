@@ -55,6 +55,7 @@ pub mod codec;
 pub mod directory;
 pub mod jobs;
 pub mod outbox;
+pub mod web;
 pub mod writes;
 
 pub type Ts = DateTime<Utc>;

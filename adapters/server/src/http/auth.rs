@@ -79,10 +79,12 @@ impl CurrentUser {
     }
 
     /// Whether the task is the user's: assigned to them, or offered to them or to one of their
-    /// groups.
+    /// groups; an unassigned task with no candidates is everyone's (DESIGN §6, as in Camunda).
     pub fn may_see(&self, task: &TaskRow) -> bool {
         let me = self.login();
-        task.assignee.as_deref() == Some(me)
+        let unoffered = task.assignee.is_none() && task.candidate_groups.is_empty() && task.candidate_users.is_empty();
+        unoffered
+            || task.assignee.as_deref() == Some(me)
             || task.completed_by.as_deref() == Some(me)
             || task.candidate_users.iter().any(|u| u == me)
             || task.candidate_groups.iter().any(|g| self.0.in_group(g))

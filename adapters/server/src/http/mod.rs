@@ -28,8 +28,10 @@ pub mod instances;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
+pub mod passwords;
 pub mod registry;
 pub mod reports;
+pub mod task_facts;
 pub mod tasks;
 pub mod views;
 
@@ -143,8 +145,15 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole application.
+/// The API alone (no web pages).
 pub fn router(state: AppState) -> axum::Router {
+    router_with(state, axum::Router::new())
+}
+
+/// The whole application: the API with `pages` (the web pages' routes, `web::router`) under
+/// the same layers — request log, metrics, security headers, timeout — and the problem+json
+/// fallbacks.
+pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Router {
     let json_routes = OpenApiRouter::new()
         .routes(routes!(definitions::list))
         .routes(routes!(definitions::get))
@@ -167,6 +176,7 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(admin::me))
         .routes(routes!(admin::list, admin::create))
         .routes(routes!(admin::create_token))
+        .routes(routes!(passwords::set))
         .routes(routes!(admin::groups))
         .routes(routes!(directory::get, directory::replace))
         .routes(routes!(clock::get, clock::change))
@@ -185,6 +195,7 @@ pub fn router(state: AppState) -> axum::Router {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(public).split_for_parts();
     let doc = Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises"));
     router
+        .merge(pages)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(Extension(doc))

@@ -178,7 +178,9 @@ pub async fn inbox(
         encode_cursor(&Cursor { sort, key: sort.order().key_of(last), id: last.id.clone() })
     });
     let tz = state.runtime.default_tz();
-    Ok(Json(TaskList { items: rows.iter().map(|t| TaskView::build(t, tz)).collect(), next_cursor }))
+    let facts = super::task_facts::facts(&state, &rows, state.runtime.now()).await?;
+    let items = rows.iter().zip(facts).map(|(t, f)| TaskView::build(t, tz).with_facts(f)).collect();
+    Ok(Json(TaskList { items, next_cursor }))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<TaskRow, ApiError> {
@@ -222,7 +224,9 @@ pub async fn get(
     user.require_task(&task)?;
     let instance = super::instances::load(&state, &task.instance_id).await?;
     let def = state.runtime.definition(&instance.definition_key, instance.version).await?;
-    Ok(Json(TaskView::build(&task, state.runtime.default_tz()).with_form(&def)))
+    let facts = super::task_facts::facts(&state, std::slice::from_ref(&task), state.runtime.now()).await?;
+    let view = TaskView::build(&task, state.runtime.default_tz()).with_form(&def);
+    Ok(Json(view.with_facts(facts.into_iter().next().unwrap_or_default())))
 }
 
 /// Takes a task into work: it becomes assigned to the caller.

@@ -149,6 +149,15 @@ pub struct TaskView {
     pub created_at: String,
     pub completed_at: Option<String>,
     pub completed_by: Option<String>,
+    /// The name of the task's process (latest deployed version).
+    pub process_name: Option<String>,
+    /// The instance's business key (the request number).
+    pub business_key: Option<String>,
+    /// Open and past its due time.
+    pub overdue: bool,
+    /// Working days of the process's calendar after today up to the due date (0: due today;
+    /// negative: overdue by that many); null without a due date or past the calendar's years.
+    pub working_days_left: Option<i64>,
     /// The fields the completion must carry (`reglament:form`); only on `GET /api/tasks/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub form: Option<Vec<FormFieldView>>,
@@ -190,8 +199,21 @@ impl TaskView {
             created_at: fmt_ts(t.created_at, tz),
             completed_at: t.completed_at.map(|d| fmt_ts(d, tz)),
             completed_by: t.completed_by.clone(),
+            process_name: None,
+            business_key: None,
+            overdue: false,
+            working_days_left: None,
             form: None,
         }
+    }
+
+    /// Adds what the inbox shows beside the row ([`super::task_facts`]).
+    pub fn with_facts(mut self, facts: super::task_facts::TaskFacts) -> TaskView {
+        self.process_name = facts.process_name;
+        self.business_key = facts.business_key;
+        self.overdue = facts.overdue;
+        self.working_days_left = facts.working_days_left;
+        self
     }
 
     /// Adds the form of the task's element in the model.

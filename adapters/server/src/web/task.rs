@@ -1,0 +1,517 @@
+//! `/tasks/{id}`: a task, its form, what the case already holds, and the instance's history as
+//! a timeline; `POST /tasks/{id}/claim | unclaim | assign | complete`.
+//!
+//! The actions call the API's own handlers (`http::tasks::*`), so the access rules and the
+//! engine's form check are the API's. The page only decodes the form (text to numbers, a
+//! checkbox to a boolean) and puts each message next to its field, with the values kept.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use minijinja::value::Serde;
+use reglament_engine::model::{FieldKind, FormField, NodeKind};
+use reglament_engine::runtime::{ProcessDef, ROOT};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use super::format;
+use super::pages::{csrf_refused, message, render, server_error};
+use super::session::{WebUser, cross_site, same_token};
+use crate::http::AppState;
+use crate::http::auth::CurrentUser;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::http::task_facts::facts;
+use crate::http::tasks::{AssignRequest, CompleteRequest};
+use reglament_store::TaskRow;
+
+/// A posted form: every name with its values, in order.
+type Posted = Vec<(String, String)>;
+
+/// One field as the template shows it.
+#[derive(Debug, Serialize)]
+struct FieldView {
+    id: String,
+    label: String,
+    kind: &'static str,
+    required: bool,
+    hint: Option<String>,
+    options: Vec<(String, String)>,
+    value: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Fact {
+    label: String,
+    value: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Moment {
+    at: String,
+    text: String,
+}
+
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Textarea => "textarea",
+        FieldKind::Number => "number",
+        FieldKind::Boolean => "boolean",
+        FieldKind::Date => "date",
+        FieldKind::Enum => "enum",
+        FieldKind::Email => "email",
+    }
+}
+
+/// The form of the task's element.
+fn form_of<'d>(def: &'d ProcessDef, element: &str) -> &'d [FormField] {
+    let process = def.process();
+    match process.node_by_id(element).map(|n| &process.node(n).kind) {
+        Some(NodeKind::Task(task)) => &task.form,
+        _ => &[],
+    }
+}
+
+/// A stored value as text for a field of `kind`.
+fn shown(value: &Json, field: &FormField) -> String {
+    match (field.kind, value) {
+        (FieldKind::Boolean, Json::Bool(b)) => if *b { "Да" } else { "Нет" }.into(),
+        (FieldKind::Enum, Json::String(s)) => {
+            field.options.iter().find(|(v, _)| v == s).map(|(_, l)| l.clone()).unwrap_or_else(|| s.clone())
+        }
+        (FieldKind::Date, Json::String(s)) => {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(format::date).unwrap_or_else(|_| s.clone())
+        }
+        (_, Json::String(s)) => s.clone(),
+        (_, Json::Number(n)) => n.to_string().replace('.', ","),
+        (_, other) => other.to_string(),
+    }
+}
+
+/// The value a field's input starts with.
+fn input_value(value: &Json, kind: FieldKind) -> String {
+    match (kind, value) {
+        (FieldKind::Boolean, Json::Bool(true)) => "true".into(),
+        (_, Json::String(s)) => s.clone(),
+        (_, Json::Number(n)) => n.to_string().replace('.', ","),
+        _ => String::new(),
+    }
+}
+
+/// The fields of the process's other forms whose values the case already holds, read-only.
+fn context_facts(def: &ProcessDef, element: &str, vars: &Map<String, Json>) -> Vec<Fact> {
+    let own: Vec<&str> = form_of(def, element).iter().map(|f| f.id.as_str()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut facts = Vec::new();
+    for node in &def.process().nodes {
+        let NodeKind::Task(task) = &node.kind else { continue };
+        for field in &task.form {
+            if own.contains(&field.id.as_str()) || !seen.insert(field.id.clone()) {
+                continue;
+            }
+            match vars.get(&field.id) {
+                None | Some(Json::Null) => {}
+                Some(Json::String(s)) if s.is_empty() => {}
+                Some(value) => facts.push(Fact { label: field.label.clone(), value: shown(value, field) }),
+            }
+        }
+    }
+    facts
+}
+
+/// Decodes a posted form against the task's fields: the variables, and the fields that cannot
+/// be read (numbers).
+fn decode(form: &[FormField], posted: &Posted) -> (Map<String, Json>, BTreeMap<String, String>) {
+    let mut vars = Map::new();
+    let mut errors = BTreeMap::new();
+    for field in form {
+        let text = posted.iter().find(|(k, _)| *k == field.id).map(|(_, v)| v.trim()).unwrap_or("");
+        let value = match field.kind {
+            FieldKind::Boolean => Some(Json::Bool(text == "true")),
+            _ if text.is_empty() => None,
+            FieldKind::Number => {
+                let normal = text.replace(' ', "").replace(',', ".");
+                if let Ok(i) = normal.parse::<i64>() {
+                    Some(Json::from(i))
+                } else if let Some(n) = normal.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+                    Some(Json::Number(n))
+                } else {
+                    errors.insert(field.id.clone(), "Введите число, например 12 или 3,5.".to_string());
+                    None
+                }
+            }
+            _ => Some(Json::String(text.to_string())),
+        };
+        if let Some(v) = value {
+            vars.insert(field.id.clone(), v);
+        }
+    }
+    (vars, errors)
+}
+
+/// The engine's message about a field, without the field's name (it stands next to it).
+fn field_message(message: &str) -> String {
+    if message.ends_with("обязательно") {
+        return "Заполните это поле: оно обязательно.".into();
+    }
+    match message.split_once("): ожидается ") {
+        Some((_, expected)) => format!("Ожидается {expected}."),
+        None => message.to_string(),
+    }
+}
+
+/// What the page says besides the stored state: posted values, field errors, an alert.
+#[derive(Debug, Default)]
+struct Feedback {
+    values: Option<Posted>,
+    errors: BTreeMap<String, String>,
+    alert: Option<String>,
+}
+
+fn not_found(user: &WebUser) -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Задача не найдена",
+        "Такой задачи нет или она вам недоступна: она не назначена вам и не предложена вашим группам.",
+        Some(user),
+    )
+}
+
+/// The API's message of an error, for the page.
+fn api_message(e: &ApiError) -> String {
+    match e {
+        ApiError::Forbidden(m) | ApiError::Conflict(m) | ApiError::BadRequest(m) | ApiError::Unavailable(m) => {
+            m.clone()
+        }
+        ApiError::NotFound(_, m) => m.clone(),
+        ApiError::Validation { detail, .. } => detail.clone(),
+        other => other.kind().1.to_string(),
+    }
+}
+
+async fn load_task(state: &AppState, id: &str) -> Result<Option<TaskRow>, Response> {
+    if !crate::http::hygiene::plausible_id(id) {
+        return Ok(None);
+    }
+    state.runtime.store().task(id).await.map_err(|e| server_error(&e.to_string()))
+}
+
+async fn show(state: &AppState, user: &WebUser, id: &str, status: StatusCode, feedback: Feedback) -> Response {
+    let task = match load_task(state, id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => return not_found(user),
+        Err(page) => return page,
+    };
+    let me = CurrentUser(user.user.clone());
+    if !me.may_see(&task) {
+        return not_found(user);
+    }
+    match build(state, user, &task, status, feedback).await {
+        Ok(page) => page,
+        Err(e) => server_error(&e),
+    }
+}
+
+async fn build(
+    state: &AppState,
+    user: &WebUser,
+    task: &TaskRow,
+    status: StatusCode,
+    feedback: Feedback,
+) -> Result<Response, String> {
+    let store = state.runtime.store();
+    let instance =
+        store.instance(&task.instance_id).await.map_err(|e| e.to_string())?.ok_or("the task's instance is gone")?;
+    let def = state.runtime.definition(&instance.definition_key, instance.version).await.map_err(|e| e.to_string())?;
+    let now = state.runtime.now();
+    let tz = def.tz;
+    let facts = facts(state, std::slice::from_ref(task), now).await.map_err(|e| e.to_string())?.remove(0);
+    let vars = instance.state.vars(ROOT).cloned().unwrap_or_default();
+    let users = store.users().await.map_err(|e| e.to_string())?;
+    let names: HashMap<&str, &str> =
+        users.iter().map(|u| (u.login.as_str(), u.name.as_deref().unwrap_or(u.login.as_str()))).collect();
+    let name_of = |login: &str| names.get(login).copied().unwrap_or(login).to_string();
+
+    let fields: Vec<FieldView> = form_of(&def, &task.element_id)
+        .iter()
+        .map(|f| {
+            let value = match &feedback.values {
+                Some(posted) => posted.iter().find(|(k, _)| *k == f.id).map(|(_, v)| v.clone()).unwrap_or_default(),
+                None => vars.get(&f.id).map(|v| input_value(v, f.kind)).unwrap_or_default(),
+            };
+            FieldView {
+                id: f.id.clone(),
+                label: f.label.clone(),
+                kind: kind_name(f.kind),
+                required: f.required,
+                hint: f.hint.clone(),
+                options: f.options.clone(),
+                value,
+                error: feedback.errors.get(&f.id).cloned(),
+            }
+        })
+        .collect();
+    let mine = task.assignee.as_deref() == Some(user.user.login.as_str());
+    let open = task.state == "open";
+    let members: Vec<(String, String)> = users
+        .iter()
+        .filter(|u| !u.disabled && task.candidate_groups.iter().any(|g| u.in_group(g)))
+        .map(|u| (u.login.clone(), u.name.clone().unwrap_or_else(|| u.login.clone())))
+        .collect();
+    let timeline = timeline(state, user, task, &def, &name_of).await?;
+    let row = super::inbox::Row::build(task, &facts, tz);
+    Ok(render(
+        status,
+        "task.html",
+        context! {
+            title => &row.name,
+            user_name => user.display_name(),
+            csrf => &user.csrf,
+            task => Serde(&row),
+            open,
+            mine,
+            assignee => task.assignee.as_deref().map(&name_of),
+            groups => task.candidate_groups.join(", "),
+            completed => task.completed_at.map(|t| format::date_time(t, tz)),
+            completed_by => task.completed_by.as_deref().map(&name_of),
+            fields => Serde(&fields),
+            context_facts => Serde(&context_facts(&def, &task.element_id, &vars)),
+            members => Serde(&members),
+            timeline => Serde(&timeline),
+            alert => feedback.alert,
+            has_errors => !feedback.errors.is_empty(),
+        },
+    ))
+}
+
+/// The instance's history in Russian: who did what and when.
+async fn timeline(
+    state: &AppState,
+    user: &WebUser,
+    task: &TaskRow,
+    def: &ProcessDef,
+    name_of: &(dyn Fn(&str) -> String + Sync),
+) -> Result<Vec<Moment>, String> {
+    let items = crate::http::instances::history(
+        State(state.clone()),
+        CurrentUser(user.user.clone()),
+        Path(task.instance_id.clone()),
+    )
+    .await
+    .map_err(|e| format!("history: {e:?}"))?
+    .0
+    .items;
+    let completed = state.runtime.store().tasks_of_instance(&task.instance_id).await.map_err(|e| e.to_string())?;
+    let mut done_by: HashMap<String, std::collections::VecDeque<Option<String>>> = HashMap::new();
+    for t in completed.iter().filter(|t| t.state == "completed") {
+        done_by.entry(t.element_id.clone()).or_default().push_back(t.completed_by.clone());
+    }
+    let process = def.process();
+    let element_name = |item: &Map<String, Json>| {
+        let id = item.get("element").and_then(Json::as_str).unwrap_or("");
+        process.node_by_id(id).and_then(|n| process.node(n).name.clone()).unwrap_or_else(|| id.to_string())
+    };
+    let mut out = Vec::new();
+    for item in &items {
+        let text = match item.get("event").and_then(Json::as_str).unwrap_or("") {
+            "instance_started" => "Процесс запущен".to_string(),
+            "task_created" => {
+                let groups = item
+                    .get("candidate_groups")
+                    .and_then(Json::as_array)
+                    .map(|g| g.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "));
+                match groups.filter(|g| !g.is_empty()) {
+                    Some(g) => format!("Создана задача «{}» для групп: {g}", element_name(item)),
+                    None => format!("Создана задача «{}»", element_name(item)),
+                }
+            }
+            "task_completed" => {
+                let element = item.get("element").and_then(Json::as_str).unwrap_or("").to_string();
+                let by = done_by.get_mut(&element).and_then(|q| q.pop_front()).flatten();
+                match by {
+                    Some(login) => format!("{} выполнил(а) задачу «{}»", name_of(&login), element_name(item)),
+                    None => format!("Выполнена задача «{}»", element_name(item)),
+                }
+            }
+            "email_queued" => {
+                let subject = item.get("subject").and_then(Json::as_str).unwrap_or("");
+                format!("Отправлено письмо «{subject}»")
+            }
+            "timer_fired" => format!("Наступил срок: «{}»", element_name(item)),
+            "message_correlated" => format!("Получено сообщение: «{}»", element_name(item)),
+            "incident" => format!(
+                "Ошибка на шаге «{}»: {}",
+                element_name(item),
+                item.get("message").and_then(Json::as_str).unwrap_or("")
+            ),
+            "instance_completed" => "Процесс завершён".to_string(),
+            "instance_cancelled" => "Процесс отменён".to_string(),
+            _ => continue,
+        };
+        let at = item
+            .get("at")
+            .and_then(Json::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| format::date_time(t.to_utc(), def.tz))
+            .unwrap_or_default();
+        out.push(Moment { at, text });
+    }
+    Ok(out)
+}
+
+pub async fn page(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
+    show(&state, &user, &id, StatusCode::OK, Feedback::default()).await
+}
+
+fn csrf_ok(state: &AppState, headers: &HeaderMap, user: &WebUser, posted: &Posted) -> bool {
+    let token = posted.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    !cross_site(state, headers) && same_token(token, &user.csrf)
+}
+
+/// After an action: back to the task page, or the page again with the API's message.
+async fn after(state: &AppState, user: &WebUser, id: &str, result: Result<(), ApiError>, done: &str) -> Response {
+    match result {
+        Ok(()) => Redirect::to(done).into_response(),
+        Err(ApiError::Internal(cause)) => server_error(&cause),
+        Err(e) => {
+            let alert = Some(api_message(&e));
+            show(state, user, id, e.status(), Feedback { alert, ..Feedback::default() }).await
+        }
+    }
+}
+
+pub async fn claim(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: WebUser,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    if !csrf_ok(&state, &headers, &user, &posted) {
+        return csrf_refused();
+    }
+    let me = CurrentUser(user.user.clone());
+    let result = crate::http::tasks::claim(State(state.clone()), me, Path(id.clone())).await.map(|_| ());
+    after(&state, &user, &id, result, &format!("/tasks/{id}")).await
+}
+
+pub async fn unclaim(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: WebUser,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    if !csrf_ok(&state, &headers, &user, &posted) {
+        return csrf_refused();
+    }
+    let me = CurrentUser(user.user.clone());
+    let result = crate::http::tasks::unclaim(State(state.clone()), me, Path(id.clone())).await.map(|_| ());
+    after(&state, &user, &id, result, "/?done=unclaimed").await
+}
+
+pub async fn assign(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: WebUser,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    if !csrf_ok(&state, &headers, &user, &posted) {
+        return csrf_refused();
+    }
+    let to = posted.iter().find(|(k, _)| k == "user").map(|(_, v)| v.clone()).unwrap_or_default();
+    let me = CurrentUser(user.user.clone());
+    let result =
+        crate::http::tasks::assign(State(state.clone()), me, Path(id.clone()), ApiJson(AssignRequest { user: to }))
+            .await
+            .map(|_| ());
+    after(&state, &user, &id, result, &format!("/tasks/{id}")).await
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: WebUser,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    if !csrf_ok(&state, &headers, &user, &posted) {
+        return csrf_refused();
+    }
+    let task = match load_task(&state, &id).await {
+        Ok(Some(task)) if CurrentUser(user.user.clone()).may_see(&task) => task,
+        Ok(_) => return not_found(&user),
+        Err(page) => return page,
+    };
+    let def = match state.runtime.store().instance(&task.instance_id).await {
+        Ok(Some(i)) => match state.runtime.definition(&i.definition_key, i.version).await {
+            Ok(def) => def,
+            Err(e) => return server_error(&e.to_string()),
+        },
+        Ok(None) => return not_found(&user),
+        Err(e) => return server_error(&e.to_string()),
+    };
+    let (variables, errors) = decode(form_of(&def, &task.element_id), &posted);
+    let invalid = |errors, alert| Feedback { values: Some(posted.clone()), errors, alert: Some(alert) };
+    if !errors.is_empty() {
+        let alert = "Форма заполнена неверно: исправьте отмеченные поля.".to_string();
+        return show(&state, &user, &id, StatusCode::UNPROCESSABLE_ENTITY, invalid(errors, alert)).await;
+    }
+    let me = CurrentUser(user.user.clone());
+    let request = ApiJson(CompleteRequest { variables });
+    match crate::http::tasks::complete(State(state.clone()), me, Path(id.clone()), request).await {
+        Ok(_) => Redirect::to("/?done=completed").into_response(),
+        Err(ApiError::Validation { errors, .. }) => {
+            let by_field: BTreeMap<String, String> =
+                errors.iter().filter_map(|e| Some((e.field.clone()?, field_message(&e.message)))).collect();
+            let alert = "Форма заполнена неверно: исправьте отмеченные поля.".to_string();
+            show(&state, &user, &id, StatusCode::UNPROCESSABLE_ENTITY, invalid(by_field, alert)).await
+        }
+        Err(e) => after(&state, &user, &id, Err(e), "").await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(id: &str, kind: FieldKind) -> FormField {
+        FormField {
+            id: id.into(),
+            label: id.into(),
+            kind,
+            required: false,
+            hint: None,
+            options: vec![],
+            pos: Default::default(),
+        }
+    }
+
+    #[test]
+    fn posted_forms_decode_by_field_kind() {
+        let form = [field("n", FieldKind::Number), field("b", FieldKind::Boolean), field("t", FieldKind::Text)];
+        let posted: Posted =
+            vec![("n".into(), "3,5".into()), ("t".into(), "  текст ".into()), ("x".into(), "1".into())];
+        let (vars, errors) = decode(&form, &posted);
+        assert!(errors.is_empty());
+        assert_eq!(Json::Object(vars), serde_json::json!({"n": 3.5, "b": false, "t": "текст"}));
+        let (_, errors) = decode(&form, &vec![("n".into(), "много".into())]);
+        assert_eq!(errors["n"], "Введите число, например 12 или 3,5.");
+    }
+
+    #[test]
+    fn engine_messages_lose_the_field_name() {
+        assert_eq!(field_message("поле «Решение» (decision) обязательно"), "Заполните это поле: оно обязательно.");
+        assert_eq!(
+            field_message("поле «Адрес» (replyEmail): ожидается адрес электронной почты"),
+            "Ожидается адрес электронной почты."
+        );
+    }
+}
