@@ -386,6 +386,27 @@ async fn after(state: &AppState, user: &WebUser, id: &str, result: Result<(), Ap
     }
 }
 
+/// A posted action on a task: the CSRF check, then `action` as the signed-in user, then the
+/// page of its outcome (`done` on success).
+async fn act<Fut>(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &WebUser,
+    posted: &Posted,
+    id: &str,
+    done: &str,
+    action: impl FnOnce(CurrentUser) -> Fut,
+) -> Response
+where
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    if !csrf_ok(state, headers, user, posted) {
+        return csrf_refused();
+    }
+    let result = action(CurrentUser(user.user.clone())).await;
+    after(state, user, id, result, done).await
+}
+
 pub async fn claim(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -393,12 +414,11 @@ pub async fn claim(
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, &user, &posted) {
-        return csrf_refused();
-    }
-    let me = CurrentUser(user.user.clone());
-    let result = crate::http::tasks::claim(State(state.clone()), me, Path(id.clone())).await.map(|_| ());
-    after(&state, &user, &id, result, &format!("/tasks/{id}")).await
+    let done = format!("/tasks/{id}");
+    act(&state, &headers, &user, &posted, &id, &done, |me| async {
+        crate::http::tasks::claim(State(state.clone()), me, Path(id.clone())).await.map(|_| ())
+    })
+    .await
 }
 
 pub async fn unclaim(
@@ -408,12 +428,10 @@ pub async fn unclaim(
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, &user, &posted) {
-        return csrf_refused();
-    }
-    let me = CurrentUser(user.user.clone());
-    let result = crate::http::tasks::unclaim(State(state.clone()), me, Path(id.clone())).await.map(|_| ());
-    after(&state, &user, &id, result, "/?done=unclaimed").await
+    act(&state, &headers, &user, &posted, &id, "/?done=unclaimed", |me| async {
+        crate::http::tasks::unclaim(State(state.clone()), me, Path(id.clone())).await.map(|_| ())
+    })
+    .await
 }
 
 pub async fn assign(
@@ -423,16 +441,13 @@ pub async fn assign(
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
-    if !csrf_ok(&state, &headers, &user, &posted) {
-        return csrf_refused();
-    }
     let to = posted.iter().find(|(k, _)| k == "user").map(|(_, v)| v.clone()).unwrap_or_default();
-    let me = CurrentUser(user.user.clone());
-    let result =
-        crate::http::tasks::assign(State(state.clone()), me, Path(id.clone()), ApiJson(AssignRequest { user: to }))
-            .await
-            .map(|_| ());
-    after(&state, &user, &id, result, &format!("/tasks/{id}")).await
+    let done = format!("/tasks/{id}");
+    act(&state, &headers, &user, &posted, &id, &done, |me| async {
+        let request = ApiJson(AssignRequest { user: to });
+        crate::http::tasks::assign(State(state.clone()), me, Path(id.clone()), request).await.map(|_| ())
+    })
+    .await
 }
 
 pub async fn complete(
