@@ -23,17 +23,26 @@ use crate::support::repo_root;
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A training stand: the server, its SMTP server, and the people's tokens.
-struct Stand {
-    dir: PathBuf,
+pub struct Stand {
+    pub dir: PathBuf,
     url: String,
-    smtp: Smtp,
-    server: Server,
+    pub smtp: Smtp,
+    pub server: Server,
     admin: String,
     tokens: BTreeMap<String, String>,
 }
 
 impl Stand {
     fn start(label: &str, database_url: Option<String>) -> Stand {
+        Stand::start_with(label, database_url, None)
+    }
+
+    /// A stand whose links (base URL) point at the server itself, for a browser to follow.
+    pub fn start_for_browser(label: &str) -> Stand {
+        Stand::start_with(label, None, Some(free_port()))
+    }
+
+    fn start_with(label: &str, database_url: Option<String>, port: Option<u16>) -> Stand {
         let dir = temp_dir(&format!("process-{label}"));
         let smtp = Smtp::start(free_port(), &dir.join("smtp"));
         let url = database_url.unwrap_or_else(|| format!("sqlite://{}", dir.join("reglament.db").display()));
@@ -44,14 +53,20 @@ impl Stand {
             ("REGLAMENT_SMTP_URL", smtp.url()),
             ("REGLAMENT_DEFINITIONS", repo_root().join("definitions").display().to_string()),
             ("REGLAMENT_CLOCK_CONTROLLED", "true".to_string()),
-            ("REGLAMENT_BASE_URL", "https://reglament.example.org".to_string()),
+            (
+                "REGLAMENT_BASE_URL",
+                port.map_or("https://reglament.example.org".to_string(), |p| format!("http://127.0.0.1:{p}")),
+            ),
         ];
-        let server = Server::start(&dir, &env);
+        let server = match port {
+            Some(port) => Server::start_at(&dir, &env, port),
+            None => Server::start(&dir, &env),
+        };
         Stand { dir, url, smtp, server, admin, tokens: BTreeMap::new() }
     }
 
     /// The API token of a person of the directory (issued by the admin on first use).
-    fn token(&mut self, login: &str) -> String {
+    pub fn token(&mut self, login: &str) -> String {
         if login == "admin" {
             return self.admin.clone();
         }
@@ -66,16 +81,16 @@ impl Stand {
         token
     }
 
-    fn call_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         call(&self.server.addr, token, method, path, body)
     }
 
-    fn call(&mut self, login: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call(&mut self, login: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let token = self.token(login);
         self.call_as(&token, method, path, body)
     }
 
-    fn start_instance(&mut self, login: &str, key: &str, variables: Value) -> String {
+    pub fn start_instance(&mut self, login: &str, key: &str, variables: Value) -> String {
         let (status, body) = self.call(
             login,
             "POST",
@@ -86,27 +101,27 @@ impl Stand {
         body["id"].as_str().expect("id").to_string()
     }
 
-    fn instance(&mut self, id: &str) -> Value {
+    pub fn instance(&mut self, id: &str) -> Value {
         let (status, body) = self.call("admin", "GET", &format!("/api/process-instances/{id}"), None);
         assert_eq!(status, 200, "instance {id}: {body}");
         body
     }
 
-    fn history(&mut self, id: &str) -> Vec<Value> {
+    pub fn history(&mut self, id: &str) -> Vec<Value> {
         let (status, body) = self.call("admin", "GET", &format!("/api/process-instances/{id}/history"), None);
         assert_eq!(status, 200, "history {id}: {body}");
         body["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// The person's open tasks (their inbox).
-    fn inbox(&mut self, login: &str) -> Vec<Value> {
+    pub fn inbox(&mut self, login: &str) -> Vec<Value> {
         let (status, body) = self.call(login, "GET", "/api/tasks?state=open&limit=200", None);
         assert_eq!(status, 200, "inbox of {login}: {body}");
         body["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// Waits until the task of `element` (in `instance`, when given) is in `login`'s inbox.
-    fn wait_task(&mut self, login: &str, instance: Option<&str>, element: &str) -> Value {
+    pub fn wait_task(&mut self, login: &str, instance: Option<&str>, element: &str) -> Value {
         let start = std::time::Instant::now();
         loop {
             let found = self.inbox(login).into_iter().find(|t| {
@@ -125,7 +140,7 @@ impl Stand {
     }
 
     /// `login` completes their task of `element` with the form's values.
-    fn complete(&mut self, login: &str, instance: Option<&str>, element: &str, variables: Value) -> Value {
+    pub fn complete(&mut self, login: &str, instance: Option<&str>, element: &str, variables: Value) -> Value {
         let task = self.wait_task(login, instance, element);
         let id = task["id"].as_str().expect("task id").to_string();
         let (status, body) =
@@ -135,12 +150,12 @@ impl Stand {
     }
 
     /// Asserts that `login` does not see a task of `element`.
-    fn not_in_inbox(&mut self, login: &str, element: &str) {
+    pub fn not_in_inbox(&mut self, login: &str, element: &str) {
         let tasks = self.inbox(login);
         assert!(!tasks.iter().any(|t| t["elementId"] == element), "{login} should not see `{element}`: {tasks:?}");
     }
 
-    fn wait_state(&mut self, id: &str, state: &str) -> Value {
+    pub fn wait_state(&mut self, id: &str, state: &str) -> Value {
         let start = std::time::Instant::now();
         loop {
             let inst = self.instance(id);
@@ -158,14 +173,14 @@ impl Stand {
     }
 
     /// Moves the server's clock to `to` (RFC 3339) or by `advance` (ISO 8601).
-    fn clock(&mut self, change: Value) -> String {
+    pub fn clock(&mut self, change: Value) -> String {
         let (status, body) = self.call("admin", "POST", "/api/clock", Some(&change));
         assert_eq!(status, 200, "clock {change}: {body}");
         body["now"].as_str().expect("now").to_string()
     }
 
     /// Waits for an email to `to` whose subject contains `subject`.
-    fn mail(&self, to: &str, subject: &str) -> Received {
+    pub fn mail(&self, to: &str, subject: &str) -> Received {
         wait_for(LIMIT, &format!("an email to {to} about «{subject}»"), || {
             self.smtp
                 .received()
@@ -184,7 +199,7 @@ impl Drop for Stand {
 }
 
 /// The text of a message: its text/plain part, decoded.
-fn text_of(m: &Received) -> String {
+pub fn text_of(m: &Received) -> String {
     let parsed = m.parsed();
     if parsed.subparts.is_empty() {
         return parsed.get_body().unwrap_or_default();

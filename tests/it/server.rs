@@ -24,7 +24,11 @@ impl Server {
     /// Starts the server in `dir` on the tests' clock ([`crate::support::test_now`]) with extra
     /// environment variables and waits until /healthz answers.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Server {
-        let port = free_port();
+        Server::start_at(dir, env, free_port())
+    }
+
+    /// [`Server::start`] on a given loopback port (when the base URL must name it).
+    pub fn start_at(dir: &Path, env: &[(&str, String)], port: u16) -> Server {
         let addr = format!("127.0.0.1:{port}");
         let log = dir.join(format!("serve-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");

@@ -660,5 +660,23 @@ async fn task_page(db: TestDb) {
         html.contains("Задача выполнена 2 декабря 2026 г.") && html.contains("(Орлова Татьяна Михайловна)"),
         "{html}"
     );
+
+    // The case page (emails link to it): state, open tasks with their links, the timeline.
+    assert!(html.contains("<a href=\"/instances/"), "the task page links to its case");
+    let instance_id = tasks["items"][0]["processInstanceId"].as_str().unwrap();
+    let page = web.get(&format!("/instances/{instance_id}"), &mut lawyer).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    for part in [
+        "<h1 id=\"instance-title\">Регистрация обращения — ЗИ-100</h1>",
+        "<dd id=\"instance-state\">Выполняется</dd>",
+        &format!("<a href=\"/tasks/{review}\">Рассмотреть обращение</a> — предложена группам: lawyers"),
+        "Орлова Татьяна Михайловна выполнил(а) задачу «Зарегистрировать обращение»",
+    ] {
+        assert!(html.contains(part), "{part} in {html}");
+    }
+    let page = web.get("/instances/no-such", &mut lawyer).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.text().contains("Дело не найдено"));
     web.finish().await;
 }

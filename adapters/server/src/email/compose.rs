@@ -147,7 +147,7 @@ impl Composer {
             None => self.store.newest_open_task(&row.instance_id).await?,
         };
         let base = &self.base_url;
-        let instance_url = format!("{base}/api/process-instances/{}", row.instance_id);
+        let instance_url = format!("{base}/instances/{}", row.instance_id);
         let mut extra = vec![
             ("instanceId", json!(row.instance_id)),
             ("definitionKey", json!(keys.as_ref().map(|k| k.0.clone()))),
@@ -157,7 +157,7 @@ impl Composer {
             ("subject", json!(email.subject)),
         ];
         if let Some(task) = task {
-            extra.push(("taskUrl", json!(format!("{base}/api/tasks/{}", task.id))));
+            extra.push(("taskUrl", json!(format!("{base}/tasks/{}", task.id))));
             extra.push(("task", task_json(&task)));
         }
         for (name, value) in extra {

@@ -37,6 +37,7 @@ pub struct InboxParams {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub id: String,
+    pub instance_id: String,
     pub name: String,
     pub process: String,
     pub business_key: Option<String>,
@@ -50,6 +51,7 @@ impl Row {
     pub fn build(t: &TaskRow, f: &TaskFacts, tz: chrono_tz::Tz) -> Row {
         Row {
             id: t.id.clone(),
+            instance_id: t.instance_id.clone(),
             name: t.name.clone().unwrap_or_else(|| t.element_id.clone()),
             process: f.process_name.clone().unwrap_or_else(|| t.definition_key.clone()),
             business_key: f.business_key.clone(),

@@ -1,5 +1,5 @@
 //! The web pages of DESIGN §6 ("Web pages"), in Russian, on the API's port: sign-in, the inbox,
-//! the task page. Server-rendered (minijinja templates compiled into the binary), forms that work
+//! the task page, the instance page. Server-rendered (minijinja templates compiled into the binary), forms that work
 //! without JavaScript; `static/app.js` and `static/app.css` are the project's own, small, and
 //! embedded with `include_str!`. No third-party browser code.
 //!
@@ -10,6 +10,7 @@
 pub mod format;
 
 pub mod inbox;
+pub mod instance;
 pub mod login;
 pub mod pages;
 pub mod session;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(inbox::page))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/instances/{id}", get(instance::page))
         .route("/tasks/{id}", get(task::page))
         .route("/tasks/{id}/claim", post(task::claim))
         .route("/tasks/{id}/unclaim", post(task::unclaim))

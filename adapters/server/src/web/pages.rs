@@ -16,6 +16,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("inbox.html", include_str!("templates/inbox.html")),
     ("task.html", include_str!("templates/task.html")),
+    ("instance.html", include_str!("templates/instance.html")),
+    ("timeline.html", include_str!("templates/timeline.html")),
 ];
 
 fn env() -> &'static Environment<'static> {

@@ -51,12 +51,6 @@ struct Fact {
     value: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Moment {
-    at: String,
-    text: String,
-}
-
 fn kind_name(kind: FieldKind) -> &'static str {
     match kind {
         FieldKind::Text => "text",
@@ -264,7 +258,7 @@ async fn build(
         .filter(|u| !u.disabled && task.candidate_groups.iter().any(|g| u.in_group(g)))
         .map(|u| (u.login.clone(), u.name.clone().unwrap_or_else(|| u.login.clone())))
         .collect();
-    let timeline = timeline(state, user, task, &def, &name_of).await?;
+    let timeline = super::instance::timeline(state, user, &task.instance_id, &def, &name_of).await?;
     let row = super::inbox::Row::build(task, &facts, tz);
     Ok(render(
         status,
@@ -288,81 +282,6 @@ async fn build(
             has_errors => !feedback.errors.is_empty(),
         },
     ))
-}
-
-/// The instance's history in Russian: who did what and when.
-async fn timeline(
-    state: &AppState,
-    user: &WebUser,
-    task: &TaskRow,
-    def: &ProcessDef,
-    name_of: &(dyn Fn(&str) -> String + Sync),
-) -> Result<Vec<Moment>, String> {
-    let items = crate::http::instances::history(
-        State(state.clone()),
-        CurrentUser(user.user.clone()),
-        Path(task.instance_id.clone()),
-    )
-    .await
-    .map_err(|e| format!("history: {e:?}"))?
-    .0
-    .items;
-    let completed = state.runtime.store().tasks_of_instance(&task.instance_id).await.map_err(|e| e.to_string())?;
-    let mut done_by: HashMap<String, std::collections::VecDeque<Option<String>>> = HashMap::new();
-    for t in completed.iter().filter(|t| t.state == "completed") {
-        done_by.entry(t.element_id.clone()).or_default().push_back(t.completed_by.clone());
-    }
-    let process = def.process();
-    let element_name = |item: &Map<String, Json>| {
-        let id = item.get("element").and_then(Json::as_str).unwrap_or("");
-        process.node_by_id(id).and_then(|n| process.node(n).name.clone()).unwrap_or_else(|| id.to_string())
-    };
-    let mut out = Vec::new();
-    for item in &items {
-        let text = match item.get("event").and_then(Json::as_str).unwrap_or("") {
-            "instance_started" => "Процесс запущен".to_string(),
-            "task_created" => {
-                let groups = item
-                    .get("candidate_groups")
-                    .and_then(Json::as_array)
-                    .map(|g| g.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "));
-                match groups.filter(|g| !g.is_empty()) {
-                    Some(g) => format!("Создана задача «{}» для групп: {g}", element_name(item)),
-                    None => format!("Создана задача «{}»", element_name(item)),
-                }
-            }
-            "task_completed" => {
-                let element = item.get("element").and_then(Json::as_str).unwrap_or("").to_string();
-                let by = done_by.get_mut(&element).and_then(|q| q.pop_front()).flatten();
-                match by {
-                    Some(login) => format!("{} выполнил(а) задачу «{}»", name_of(&login), element_name(item)),
-                    None => format!("Выполнена задача «{}»", element_name(item)),
-                }
-            }
-            "email_queued" => {
-                let subject = item.get("subject").and_then(Json::as_str).unwrap_or("");
-                format!("Отправлено письмо «{subject}»")
-            }
-            "timer_fired" => format!("Наступил срок: «{}»", element_name(item)),
-            "message_correlated" => format!("Получено сообщение: «{}»", element_name(item)),
-            "incident" => format!(
-                "Ошибка на шаге «{}»: {}",
-                element_name(item),
-                item.get("message").and_then(Json::as_str).unwrap_or("")
-            ),
-            "instance_completed" => "Процесс завершён".to_string(),
-            "instance_cancelled" => "Процесс отменён".to_string(),
-            _ => continue,
-        };
-        let at = item
-            .get("at")
-            .and_then(Json::as_str)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| format::date_time(t.to_utc(), def.tz))
-            .unwrap_or_default();
-        out.push(Moment { at, text });
-    }
-    Ok(out)
 }
 
 pub async fn page(State(state): State<AppState>, user: WebUser, Path(id): Path<String>) -> Response {
