@@ -459,6 +459,7 @@ fn officials_walk_an_information_request_in_the_browser() {
     inbox(&reception, &base, "groups");
     keep_screenshot(&reception, &s.dir, "inbox.png");
     reception.click(&reception.find(&format!("tr[data-task='{card}'] a")));
+    assert!(reception.text(&reception.find(".facts")).contains("Приёмная (регистрация запросов)"));
     reception.click(&reception.find("#claim"));
     reception.wait_until("the claimed task", |p| p.try_find("#complete").is_ok());
     choose(&reception, "channel", "email");
@@ -500,6 +501,10 @@ fn officials_walk_an_information_request_in_the_browser() {
     let reminder = s.mail("kuznetsov@minprom.example.org", "Напоминание");
     let text = crate::processes::text_of(&reminder);
     assert!(!text.contains("/api/"), "no API links in emails:\n{text}");
+    assert!(
+        text.contains("предложена группам: Отдел правового обеспечения (юристы)."),
+        "groups by the directory's names:\n{text}"
+    );
     let link = text
         .lines()
         .find_map(|l| l.strip_prefix("Открыть задачу: "))

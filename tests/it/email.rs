@@ -238,6 +238,7 @@ async fn add_people(store: &Store) {
         ],
         roles: BTreeMap::from([("cur-contact".to_string(), vec!["smirnova".to_string()])]),
         people: Vec::new(),
+        groups: BTreeMap::from([("lawyers".to_string(), "Юристы".to_string())]),
     };
     store.replace_directory(&directory, crate::support::test_now()).await.expect("directory");
     assert_eq!(store.directory().await.expect("read back"), directory);
@@ -454,7 +455,7 @@ async fn reminder_and_escalation_reach_the_assignee_and_the_head(db: TestDb) {
     let parsed = escalation.parsed();
     assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
     let text = parsed.subparts[0].get_body().unwrap();
-    assert!(text.contains("Исполнитель: smirnova."), "{text}");
+    assert!(text.contains("Исполнитель: Смирнова Мария."), "the full name, not the login: {text}");
     assert!(parsed.subparts[1].get_body().unwrap().contains("<b>«Подготовить проект комментария»</b>"));
 
     // The task is still open: notifications on their own paths hold nothing up.

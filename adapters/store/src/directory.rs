@@ -58,6 +58,10 @@ pub struct Directory {
     /// Role → logins holding it.
     #[serde(default)]
     pub roles: BTreeMap<String, Vec<String>>,
+    /// Group id → its name as officials read it (`reception = "Приёмная"`); pages and emails show
+    /// the name, models and rules use the id. A group without a name is shown by its id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, String>,
 }
 
 impl Directory {
@@ -103,6 +107,14 @@ impl Directory {
                 out.push(format!("{at}: сотрудника `{m}` нет среди людей справочника и пользователей"));
             }
         }
+        for (group, name) in &self.groups {
+            if group.trim().is_empty() || group.chars().any(|c| c.is_whitespace() || c == ',') {
+                out.push(format!("groups `{group}`: идентификатор группы пуст или содержит пробелы или запятые"));
+            }
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                out.push(format!("groups `{group}`: название пустое или содержит управляющие символы"));
+            }
+        }
         for (role, logins) in &self.roles {
             for l in logins.iter().filter(|l| !known(l)) {
                 out.push(format!("roles `{role}`: `{l}` нет среди людей справочника и пользователей"));
@@ -142,7 +154,14 @@ impl Store {
         for (role, login) in roles {
             by_role.entry(role).or_default().push(login);
         }
-        Ok(Directory { people: Vec::new(), units, roles: by_role })
+        Ok(Directory { people: Vec::new(), units, roles: by_role, groups: self.group_names().await? })
+    }
+
+    /// Group id → name, from the directory's `[groups]`.
+    pub async fn group_names(&self) -> Result<BTreeMap<String, String>> {
+        let rows: Vec<(String, String)> =
+            on_pool!(&self.pool, |c| sqlx::query_as("SELECT id, name FROM group_names").fetch_all(c).await?);
+        Ok(rows.into_iter().collect())
     }
 
     /// True while no units and no roles were ever loaded.
@@ -190,9 +209,9 @@ impl Store {
 }
 
 impl Tx {
-    /// Replaces units, members and roles inside this transaction.
+    /// Replaces units, members, roles and group names inside this transaction.
     pub async fn replace_directory(&mut self, d: &Directory) -> Result<()> {
-        for sql in ["DELETE FROM unit_members", "DELETE FROM roles", "DELETE FROM units"] {
+        for sql in ["DELETE FROM unit_members", "DELETE FROM roles", "DELETE FROM units", "DELETE FROM group_names"] {
             on!(self, |c| sqlx::query(sql).execute(c).await?.rows_affected());
         }
         for unit in &d.units {
@@ -214,6 +233,14 @@ impl Tx {
                 .await?
                 .rows_affected());
             }
+        }
+        for (id, name) in &d.groups {
+            on!(self, |c| sqlx::query("INSERT INTO group_names (id, name) VALUES ($1, $2)")
+                .bind(id)
+                .bind(name.trim())
+                .execute(c)
+                .await?
+                .rows_affected());
         }
         for (role, logins) in &d.roles {
             for login in logins {
@@ -274,5 +301,9 @@ mod tests {
         let d: Directory = toml::from_str(&text).expect("parses");
         assert_eq!(d.problems(&BTreeSet::new()), Vec::<String>::new());
         assert!(d.people.len() >= 10 && d.units.len() >= 4);
+        // Every group a person of it holds has a name to show.
+        for group in d.people.iter().flat_map(|p| &p.groups) {
+            assert!(d.groups.contains_key(group), "group `{group}` has no name in [groups]");
+        }
     }
 }

@@ -138,7 +138,7 @@ impl Composer {
     /// The template's variables: the process variables plus `instanceId`, `definitionKey`,
     /// `businessKey`, `baseUrl`, `instanceUrl`, `subject`, and — when the email is about a user
     /// task (header `task` naming its element, else the instance's newest open task) — `task`
-    /// and `taskUrl`. Snake-case aliases (`task_url`, `instance_url`, …) are there too.
+    /// (with `candidateGroupNames`) and `taskUrl`. Snake-case aliases (`task_url`, `instance_url`, …) are there too.
     async fn context(&self, row: &OutboxRow, email: &Email, task_element: Option<&str>) -> Result<Value, StoreError> {
         let mut vars = email.variables.clone();
         let keys = self.store.instance_keys(&row.instance_id).await?;
@@ -158,7 +158,12 @@ impl Composer {
         ];
         if let Some(task) = task {
             extra.push(("taskUrl", json!(format!("{base}/tasks/{}", task.id))));
-            extra.push(("task", task_json(&task)));
+            let names = self.store.group_names().await?;
+            let assignee = match &task.assignee {
+                Some(login) => self.store.user(login).await?.and_then(|u| u.name),
+                None => None,
+            };
+            extra.push(("task", task_json(&task, &names, assignee)));
         }
         for (name, value) in extra {
             vars.entry(snake(name)).or_insert_with(|| value.clone());
@@ -173,13 +178,24 @@ enum Content {
     Multi(MultiPart),
 }
 
-fn task_json(task: &TaskRow) -> Json {
+/// The task as templates see it; `candidateGroupNames` are the groups by the directory's
+/// names (the id where a group has none) and `assigneeName` the assignee's full name, for the
+/// text an official reads.
+fn task_json(
+    task: &TaskRow,
+    group_names: &std::collections::BTreeMap<String, String>,
+    assignee_name: Option<String>,
+) -> Json {
+    let names: Vec<&str> =
+        task.candidate_groups.iter().map(|g| group_names.get(g).map_or(g.as_str(), String::as_str)).collect();
     json!({
         "id": task.id,
         "elementId": task.element_id,
         "name": task.name,
         "assignee": task.assignee,
+        "assigneeName": assignee_name,
         "candidateGroups": task.candidate_groups,
+        "candidateGroupNames": names,
         "due": task.due.map(|d| d.to_rfc3339()),
         "createdAt": task.created_at.to_rfc3339(),
         "state": task.state,

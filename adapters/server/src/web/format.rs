@@ -56,6 +56,14 @@ pub fn working_days_left(days: i64) -> Option<String> {
     }
 }
 
+/// Groups by the names the directory gives them (`[groups]`), else by id, joined by commas.
+pub fn groups<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    names: &std::collections::BTreeMap<String, String>,
+) -> String {
+    ids.into_iter().map(|id| names.get(id).map_or(id, String::as_str)).collect::<Vec<_>>().join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,7 @@ async fn build(state: &AppState, user: &WebUser, id: &str) -> Result<Option<Resp
     let names: HashMap<&str, &str> =
         users.iter().map(|u| (u.login.as_str(), u.name.as_deref().unwrap_or(u.login.as_str()))).collect();
     let name_of = |login: &str| names.get(login).copied().unwrap_or(login).to_string();
+    let group_names = store.group_names().await.map_err(|e| e.to_string())?;
     let open: Vec<OpenTask> = tasks
         .iter()
         .filter(|t| t.state == "open")
@@ -100,11 +101,11 @@ async fn build(state: &AppState, user: &WebUser, id: &str) -> Result<Option<Resp
             id: t.id.clone(),
             name: t.name.clone().unwrap_or_else(|| t.element_id.clone()),
             assignee: t.assignee.as_deref().map(&name_of),
-            groups: t.candidate_groups.join(", "),
+            groups: format::groups(t.candidate_groups.iter().map(String::as_str), &group_names),
             due: t.due.map(|d| format::date_time(d, tz)),
         })
         .collect();
-    let timeline = timeline(state, user, id, &def, &name_of).await?;
+    let timeline = timeline(state, user, id, &def, &name_of, &group_names).await?;
     let process = def.process().name.clone().unwrap_or_else(|| row.definition_key.clone());
     let overdue = row.status == "active" && row.deadline.is_some_and(|d| d < state.runtime.now());
     Ok(Some(render(
@@ -136,6 +137,7 @@ pub async fn timeline(
     instance_id: &str,
     def: &ProcessDef,
     name_of: &(dyn Fn(&str) -> String + Sync),
+    group_names: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<Moment>, String> {
     let items = crate::http::instances::history(
         State(state.clone()),
@@ -164,7 +166,7 @@ pub async fn timeline(
                 let groups = item
                     .get("candidate_groups")
                     .and_then(Json::as_array)
-                    .map(|g| g.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(", "));
+                    .map(|g| format::groups(g.iter().filter_map(Json::as_str), group_names));
                 match groups.filter(|g| !g.is_empty()) {
                     Some(g) => format!("Создана задача «{}» для групп: {g}", element_name(item)),
                     None => format!("Создана задача «{}»", element_name(item)),

@@ -258,7 +258,8 @@ async fn build(
         .filter(|u| !u.disabled && task.candidate_groups.iter().any(|g| u.in_group(g)))
         .map(|u| (u.login.clone(), u.name.clone().unwrap_or_else(|| u.login.clone())))
         .collect();
-    let timeline = super::instance::timeline(state, user, &task.instance_id, &def, &name_of).await?;
+    let group_names = store.group_names().await.map_err(|e| e.to_string())?;
+    let timeline = super::instance::timeline(state, user, &task.instance_id, &def, &name_of, &group_names).await?;
     let row = super::inbox::Row::build(task, &facts, tz);
     Ok(render(
         status,
@@ -271,7 +272,7 @@ async fn build(
             open,
             mine,
             assignee => task.assignee.as_deref().map(&name_of),
-            groups => task.candidate_groups.join(", "),
+            groups => format::groups(task.candidate_groups.iter().map(String::as_str), &group_names),
             completed => task.completed_at.map(|t| format::date_time(t, tz)),
             completed_by => task.completed_by.as_deref().map(&name_of),
             fields => Serde(&fields),
