@@ -335,6 +335,98 @@ async fn password_api(db: TestDb) {
     web.finish().await;
 }
 
+/// An admin disables a person: their token and their session stop at once, sign-in is refused;
+/// enabled again, the token works. Tokens are listed (never shown) and revoked one by one.
+async fn people_are_disabled_and_tokens_revoked(db: TestDb) {
+    let web = Web::new(db, "http://reglament.test").await;
+    let token = web.person("orlova", "Орлова Татьяна Михайловна", &["reception"], "пароль-приёмной").await;
+    let admin = web.admin_token.clone();
+    let mut jar = web.sign_in("orlova", "пароль-приёмной").await;
+    assert_eq!(web.api(Method::GET, "/api/me", &token, None).await.0, StatusCode::OK);
+
+    // Only admins; an admin cannot lock themselves out; unknown logins are 404.
+    assert_eq!(web.api(Method::POST, "/api/users/orlova/disable", &token, None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(web.api(Method::POST, "/api/users/admin/disable", &admin, None).await.0, StatusCode::CONFLICT);
+    assert_eq!(web.api(Method::POST, "/api/users/nobody/disable", &admin, None).await.0, StatusCode::NOT_FOUND);
+
+    let (status, view) = web.api(Method::POST, "/api/users/orlova/disable", &admin, None).await;
+    assert_eq!((status, view["disabled"].clone()), (StatusCode::OK, json!(true)), "{view}");
+    assert_eq!(web.api(Method::GET, "/api/me", &token, None).await.0, StatusCode::UNAUTHORIZED);
+    let resp = web.get("/", &mut jar).await;
+    assert_eq!(resp.status, StatusCode::SEE_OTHER, "the session ended");
+    let mut fresh = Jar::default();
+    let csrf = web.get("/login", &mut fresh).await.hidden("csrf");
+    let resp =
+        web.post("/login", &mut fresh, &[("login", "orlova"), ("password", "пароль-приёмной"), ("csrf", &csrf)]).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "a disabled person cannot sign in");
+
+    let (status, view) = web.api(Method::POST, "/api/users/orlova/enable", &admin, None).await;
+    assert_eq!((status, view["disabled"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(web.api(Method::GET, "/api/me", &token, None).await.0, StatusCode::OK);
+
+    // A second token; list both, revoke the first: it stops, the second works.
+    let (status, second) =
+        web.api(Method::POST, "/api/users/orlova/tokens", &admin, Some(json!({"label": "скрипт приёмной"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = second["token"].as_str().unwrap().to_string();
+    let (status, list) = web.api(Method::GET, "/api/users/orlova/tokens", &admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    assert_eq!(items[1]["label"], "скрипт приёмной");
+    assert!(!list.to_string().contains(&token) && !list.to_string().contains(&second), "tokens are never shown");
+    let first = items[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(web.api(Method::GET, "/api/users/orlova/tokens", &token, None).await.0, StatusCode::FORBIDDEN);
+    let uri = format!("/api/users/orlova/tokens/{first}");
+    assert_eq!(web.api(Method::DELETE, &uri, &admin, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(web.api(Method::DELETE, &uri, &admin, None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(web.api(Method::GET, "/api/me", &token, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(web.api(Method::GET, "/api/me", &second, None).await.0, StatusCode::OK);
+    web.finish().await;
+}
+
+/// `reglament users update | disable | enable LOGIN` on a database file.
+#[test]
+fn users_update_disable_enable_commands() {
+    use std::process::Command;
+    let dir = crate::browser::tempdir("users-cmd");
+    let url = format!("sqlite://{}", dir.join("u.db").display());
+    let token = crate::server::add_user(&dir, &url, "orlova", "reception");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reglament"))
+            .arg("users")
+            .args(args)
+            .env("REGLAMENT_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = run(&["update", "orlova", "--name", "Орлова Татьяна Михайловна"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Орлова Татьяна Михайловна") && out.contains("reception"), "groups kept: {out}");
+    let (code, _, err) = run(&["update", "orlova"]);
+    assert!(code == Some(2) && err.contains("нечего менять"), "{err}");
+    let (code, _, err) = run(&["disable", "nobody"]);
+    assert!(code == Some(2) && err.contains("пользователя `nobody` нет"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let resolves = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let store = reglament_store::Store::connect(&url, 2).await.unwrap();
+            let user = store.user_by_token_hash(&reglament_server::accounts::hash_token(&token)).await.unwrap();
+            store.close().await;
+            user.map(|u| (u.name, u.groups))
+        })
+    };
+    assert_eq!(run(&["disable", "orlova"]).0, Some(0));
+    assert_eq!(resolves(&rt), None, "a disabled user's token resolves to nobody");
+    assert_eq!(run(&["enable", "orlova"]).0, Some(0));
+    assert_eq!(resolves(&rt), Some((Some("Орлова Татьяна Михайловна".into()), vec!["reception".to_string()])));
+}
+
 /// `reglament users password LOGIN --password-stdin` on a database file.
 #[test]
 fn password_command() {
@@ -394,7 +486,7 @@ macro_rules! on_both {
     };
 }
 
-on_both!(sign_in, sign_in_is_slowed_down, password_api);
+on_both!(sign_in, sign_in_is_slowed_down, password_api, people_are_disabled_and_tokens_revoked);
 
 mod inbox {
     use super::*;

@@ -71,6 +71,21 @@ enum UsersCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Change a user's email, groups or name; only what is given changes.
+    Update {
+        login: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Comma-separated groups; replaces the user's groups.
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Disable a user: their API tokens and sessions are refused (tasks and history stay).
+    Disable { login: String },
+    /// Enable a disabled user again.
+    Enable { login: String },
     /// Set a user's sign-in password for the web pages (prompted twice, or one line on stdin).
     Password {
         login: String,
@@ -78,6 +93,28 @@ enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// Runs `work` on the store of the configured database (REGLAMENT_DATABASE_URL, or the default).
+fn with_store<T>(work: impl AsyncFnOnce(&reglament_store::Store) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let settings = load_settings(None)?;
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(anyhow::Error::from)?.block_on(async {
+        let store = reglament_server::serve::connect(&settings.database_url, 2).await?;
+        let result = work(&store).await;
+        store.close().await;
+        result
+    })
+}
+
+/// Exit status of a command that prints nothing on success.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reglament: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 /// Structured logs on stderr; `RUST_LOG` filters (default info), `REGLAMENT_LOG_FORMAT=json`
@@ -183,6 +220,25 @@ fn run() -> ExitCode {
                     ExitCode::from(EXIT_USAGE)
                 }
             }
+        }
+        Command::Users { command: UsersCommand::Update { login, email, groups, name } } => {
+            report(with_store(async |store| {
+                let user = reglament::users_cmd::update(store, &login, email, groups, name).await?;
+                println!(
+                    "{}: {} <{}>, groups {}",
+                    user.login,
+                    user.name.as_deref().unwrap_or("-"),
+                    user.email,
+                    user.groups.join(",")
+                );
+                Ok(())
+            }))
+        }
+        Command::Users { command: UsersCommand::Disable { login } } => {
+            report(with_store(async |store| reglament::users_cmd::set_disabled(store, &login, true).await))
+        }
+        Command::Users { command: UsersCommand::Enable { login } } => {
+            report(with_store(async |store| reglament::users_cmd::set_disabled(store, &login, false).await))
         }
         Command::Users { command: UsersCommand::Password { login, password_stdin } } => {
             let result = reglament::password_cmd::read_password(password_stdin, &mut std::io::stdin().lock())

@@ -7,6 +7,14 @@ use std::collections::BTreeMap;
 
 use super::{InboxSort, Pool, Result, Store, TASK_COLUMNS_T, TaskRecord, TaskRow, Ts, Tx, from_ms, ms};
 
+/// An API token as admins see it: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: Ts,
+}
+
 /// A user and the groups they belong to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -239,6 +247,46 @@ impl Store {
         .await?
         .rows_affected());
         Ok(())
+    }
+
+    /// The tokens of a user, oldest first: the token's id (the first 16 hex digits of its
+    /// hash: enough to name it, useless to sign in with), its label, when it was issued.
+    pub async fn tokens_of(&self, login: &str) -> Result<Vec<TokenInfo>> {
+        let rows: Vec<(String, Option<String>, i64)> = on_pool!(&self.pool, |c| sqlx::query_as(
+            "SELECT substr(hash, 1, 16), label, created_at FROM tokens WHERE login = $1 ORDER BY created_at, hash"
+        )
+        .bind(login)
+        .fetch_all(c)
+        .await?);
+        Ok(rows.into_iter().map(|(id, label, created)| TokenInfo { id, label, created_at: from_ms(created) }).collect())
+    }
+
+    /// Revokes a user's token by its id (see [`Store::tokens_of`]); false when there is none.
+    pub async fn revoke_token(&self, login: &str, id: &str) -> Result<bool> {
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let n =
+            on_pool!(&self.pool, |c| sqlx::query("DELETE FROM tokens WHERE login = $1 AND substr(hash, 1, 16) = $2")
+                .bind(login)
+                .bind(id)
+                .execute(c)
+                .await?
+                .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Disables or enables a user; false when there is no such login. A disabled user's tokens
+    /// and sessions are refused by every lookup (they stay stored, and work again on enable),
+    /// and rules no longer send them email.
+    pub async fn set_disabled(&self, login: &str, disabled: bool) -> Result<bool> {
+        let n = on_pool!(&self.pool, |c| sqlx::query("UPDATE users SET disabled = $2 WHERE login = $1")
+            .bind(login)
+            .bind(i64::from(disabled))
+            .execute(c)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
     }
 
     /// The enabled user a token hash belongs to.

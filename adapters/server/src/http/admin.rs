@@ -171,3 +171,159 @@ pub async fn groups(State(state): State<AppState>, user: CurrentUser) -> Result<
         state.runtime.store().groups().await?.into_iter().map(|(name, members)| GroupView { name, members }).collect();
     Ok(Json(GroupList { items, next_cursor: None }))
 }
+
+/// An API token as admins see it (never the token itself).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    /// The token's id: the first 16 hex digits of its SHA-256; `DELETE …/tokens/{tokenId}` revokes it.
+    pub id: String,
+    pub label: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenList {
+    pub items: Vec<TokenView>,
+    pub next_cursor: Option<String>,
+}
+
+async fn existing(state: &AppState, login: &str) -> Result<UserRecord, ApiError> {
+    if !super::hygiene::plausible_id(login) {
+        return Err(ApiError::NotFound(Resource::User, format!("Пользователя `{}` нет", login.escape_debug())));
+    }
+    state
+        .runtime
+        .store()
+        .user(login)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(Resource::User, format!("Пользователя `{login}` нет")))
+}
+
+/// Disables or enables a user: a disabled user's tokens and sessions are refused at once on
+/// this node and within [`super::auth::TOKEN_CACHE_TTL`] on the others; their sessions end.
+async fn set_disabled(
+    state: &AppState,
+    user: &CurrentUser,
+    login: &str,
+    disabled: bool,
+) -> Result<Json<UserView>, ApiError> {
+    admin(user)?;
+    let mut record = existing(state, login).await?;
+    if disabled && login == user.login() {
+        return Err(ApiError::Conflict("Нельзя отключить самого себя: попросите другого администратора".into()));
+    }
+    let store = state.runtime.store();
+    store.set_disabled(login, disabled).await?;
+    if disabled {
+        store.delete_sessions_of(login).await?;
+    }
+    state.tokens.clear();
+    tracing::warn!(login, by = user.login(), disabled, "user access changed");
+    record.disabled = disabled;
+    Ok(Json(UserView::build(&record, state.runtime.default_tz())))
+}
+
+/// Disables a user (admins only): their API tokens and sessions stop working; tasks and
+/// history stay.
+#[utoipa::path(
+    post, path = "/api/users/{login}/disable", operation_id = "disableUser", summary = "Отключить пользователя", tag = "users",
+    params(("login" = String, Path, description = "Логин")),
+    responses(
+        (status = 200, body = UserView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/user-not-found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Администратор отключает сам себя", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn disable(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(login): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    set_disabled(&state, &user, &login, true).await
+}
+
+/// Enables a disabled user again (admins only); their tokens work again, a new sign-in is needed.
+#[utoipa::path(
+    post, path = "/api/users/{login}/enable", operation_id = "enableUser", summary = "Включить пользователя", tag = "users",
+    params(("login" = String, Path, description = "Логин")),
+    responses(
+        (status = 200, body = UserView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/user-not-found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn enable(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(login): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    set_disabled(&state, &user, &login, false).await
+}
+
+/// A user's API tokens (admins only): ids, labels, when issued — never the tokens.
+#[utoipa::path(
+    get, path = "/api/users/{login}/tokens", operation_id = "listTokens", summary = "API-токены пользователя", tag = "users",
+    params(("login" = String, Path, description = "Логин")),
+    responses(
+        (status = 200, body = TokenList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "/problems/user-not-found", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(login): Path<String>,
+) -> Result<Json<TokenList>, ApiError> {
+    admin(&user)?;
+    existing(&state, &login).await?;
+    let tz = state.runtime.default_tz();
+    let items = state
+        .runtime
+        .store()
+        .tokens_of(&login)
+        .await?
+        .into_iter()
+        .map(|t| TokenView { id: t.id, label: t.label, created_at: super::views::fmt_ts(t.created_at, tz) })
+        .collect();
+    Ok(Json(TokenList { items, next_cursor: None }))
+}
+
+/// Revokes one API token of a user (admins only); it is refused at once on this node and
+/// within [`super::auth::TOKEN_CACHE_TTL`] on the others.
+#[utoipa::path(
+    delete, path = "/api/users/{login}/tokens/{tokenId}", operation_id = "revokeToken", summary = "Отозвать API-токен", tag = "users",
+    params(("login" = String, Path, description = "Логин"), ("tokenId" = String, Path, description = "Идентификатор токена из списка токенов")),
+    responses(
+        (status = 204, description = "Токен отозван"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Нет такого пользователя или токена", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((login, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    admin(&user)?;
+    existing(&state, &login).await?;
+    if !state.runtime.store().revoke_token(&login, &token_id).await? {
+        return Err(ApiError::NotFound(
+            Resource::User,
+            format!(
+                "У пользователя `{login}` нет токена `{}`; список: GET /api/users/{login}/tokens",
+                token_id.escape_debug()
+            ),
+        ));
+    }
+    state.tokens.clear();
+    tracing::warn!(login, token = token_id, by = user.login(), "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
