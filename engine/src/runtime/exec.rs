@@ -969,11 +969,32 @@ impl<'a> Exec<'a> {
                 Some(v) => Ok(Some(v.to_string())),
             }
         };
+        // Recipient rules (`group:…`, `head-of:…`, `initiator`, …) choose people of the
+        // organisation, so only the model may write them: an expression's value may carry a rule
+        // only when the rule stands in the expression as a literal; values that come from
+        // variables are addresses or logins.
+        let ruled = |name: &str, entries: Vec<String>| -> Result<Vec<String>, Failure> {
+            let Some(source) = task.header(name).filter(|v| v.trim_start().starts_with('=')) else {
+                return Ok(entries);
+            };
+            for entry in &entries {
+                // `user:login` names one person, as a bare login does; the other rules reach groups.
+                let is_rule = entry == "initiator"
+                    || (entry.contains(':') && !entry.contains('@') && !entry.starts_with("user:"));
+                if is_rule && !source.contains(&format!("\"{entry}\"")) {
+                    return Err(Failure(format!(
+                        "the `{name}` header gave the recipient rule `{entry}` from a variable; rules may only be written \
+                         in the model (as a literal), variables may give email addresses"
+                    )));
+                }
+            }
+            Ok(entries)
+        };
         let list = |s: Option<String>| -> Vec<String> {
             s.map(|s| s.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default()
         };
-        let to = list(header("to")?);
+        let to = ruled("to", list(header("to")?))?;
         let recipients_rule = task.header("recipients").is_some();
         if to.is_empty() && !recipients_rule {
             return Err(Failure("the email task has no recipient: header `to` is empty".into()));
@@ -990,7 +1011,8 @@ impl<'a> Exec<'a> {
             .filter(|(k, _)| !matches!(k.as_str(), "to" | "cc" | "subject" | "body" | "template"))
             .cloned()
             .collect();
-        Ok(Email { to, cc: list(header("cc")?), subject, body, template, headers, variables: self.st.visible(key) })
+        let cc = ruled("cc", list(header("cc")?))?;
+        Ok(Email { to, cc, subject, body, template, headers, variables: self.st.visible(key) })
     }
 
     fn call(&mut self, key: Key, ei: &Ei, called: &CalledElement) -> Result<(), Failure> {
