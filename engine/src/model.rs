@@ -101,6 +101,9 @@ pub struct ProcessSettings {
     pub time_zone: Option<String>,
     /// Working-day calendar name (`reglament:settings calendar`).
     pub calendar: Option<String>,
+    /// A business key (request number) may start one instance only
+    /// (`reglament:settings uniqueBusinessKey="true"`).
+    pub unique_business_key: bool,
     /// The instance SLA (`reglament:sla`).
     pub sla: Option<Deadline>,
     /// Process registry metadata (`reglament:registry`), field name → value.

@@ -354,6 +354,18 @@ impl Parser {
                     );
                 }
                 settings.calendar = ext.attr_value("calendar").map(str::to_owned);
+                match ext.attr("uniqueBusinessKey") {
+                    None => {}
+                    Some(a) if a.value == "true" || a.value == "false" => {
+                        settings.unique_business_key = a.value == "true"
+                    }
+                    Some(a) => self.error(
+                        Code::BadValue,
+                        a.pos,
+                        Some(id),
+                        format!("uniqueBusinessKey must be `true` or `false`, not `{}`", a.value),
+                    ),
+                }
             }
             (Ns::Reglament, "sla") => settings.sla = self.deadline(ext, id),
             (Ns::Reglament, "registry") => {

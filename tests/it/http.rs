@@ -801,6 +801,51 @@ async fn idempotent_writes(db: TestDb) {
     app.finish().await;
 }
 
+/// A process whose model says `uniqueBusinessKey="true"`: a request number starts one instance;
+/// a second start — sequential or concurrent — is 409 naming the holder; starts without a number
+/// and other processes are not affected.
+async fn unique_business_keys(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let unique = APPROVAL
+        .replace(r#"id="approval" name="Согласование заявки""#, r#"id="numbered" name="Заявка с номером""#)
+        .replace(r#"calendar="ru" />"#, r#"calendar="ru" uniqueBusinessKey="true" />"#);
+    app.deploy(&unique, &app.owner).await.ok(201);
+    let start = |key: &'static str, number: Option<&'static str>| {
+        let body = json!({"definitionKey": key, "businessKey": number});
+        let app = &app;
+        async move { app.post("/api/process-instances", &app.reviewer, body).await }
+    };
+    let first = start("numbered", Some("З-2026-777")).await.ok(201);
+    let problem = start("numbered", Some("З-2026-777")).await.problem(409, "/problems/conflict");
+    let id = first["id"].as_str().unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains(id), "the holder is named: {problem}");
+    start("numbered", Some("З-2026-778")).await.ok(201);
+    start("numbered", None).await.ok(201);
+    start("numbered", None).await.ok(201);
+    // Another process, without the setting, takes the same number as often as it is given.
+    start("approval", Some("З-2026-777")).await.ok(201);
+    start("approval", Some("З-2026-777")).await.ok(201);
+    // Eight concurrent starts with one new number: exactly one instance.
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/api/process-instances")
+            .header("authorization", format!("Bearer {}", app.reviewer))
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"definitionKey": "numbered", "businessKey": "З-2026-900"}).to_string()))
+            .unwrap();
+        let router = app.router.clone();
+        racers.spawn(async move { router.oneshot(req).await.expect("infallible").status().as_u16() });
+    }
+    let statuses: Vec<u16> = racers.join_all().await;
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!((created, statuses.len() - created), (1, 7), "{statuses:?}");
+    assert!(statuses.iter().all(|s| [201, 409].contains(s)), "{statuses:?}");
+    app.finish().await;
+}
+
 // ---- paging ---------------------------------------------------------------------------------
 
 async fn collect_pages(app: &App, query: &str, token: &str, limit: usize) -> Vec<Value> {
@@ -898,6 +943,10 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/users"),
     ("post", "/api/users"),
     ("post", "/api/users/{login}/tokens"),
+    ("get", "/api/users/{login}/tokens"),
+    ("delete", "/api/users/{login}/tokens/{tokenId}"),
+    ("post", "/api/users/{login}/disable"),
+    ("post", "/api/users/{login}/enable"),
     ("get", "/api/groups"),
     ("get", "/api/directory"),
     ("put", "/api/directory"),
@@ -1098,5 +1147,6 @@ on_sqlite!(
     slow_requests_time_out,
     hostile_keys,
     security_headers,
+    unique_business_keys,
 );
-on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination, hostile_keys);
+on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination, hostile_keys, unique_business_keys);

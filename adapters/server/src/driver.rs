@@ -136,6 +136,9 @@ pub enum DriverError {
     Store(#[from] StoreError),
     #[error("the instance is being changed by another node; try again")]
     Conflict,
+    /// A start with a business key that an instance of a process with unique keys holds.
+    #[error("business key `{business_key}` is taken by instance `{existing}`")]
+    Duplicate { business_key: String, existing: String },
     #[error("the server is shutting down")]
     ShuttingDown,
     /// The engine panicked on this command (a defect of ours); nothing of it was applied.
@@ -168,6 +171,9 @@ impl DriverError {
             DriverError::Corrupt(s) => DriverError::Corrupt(s.clone()),
             DriverError::Store(e) => DriverError::Corrupt(format!("storage failed: {e}")),
             DriverError::Conflict => DriverError::Conflict,
+            DriverError::Duplicate { business_key, existing } => {
+                DriverError::Duplicate { business_key: business_key.clone(), existing: existing.clone() }
+            }
             DriverError::ShuttingDown => DriverError::ShuttingDown,
             DriverError::Engine(s) => DriverError::Engine(s.clone()),
         }
@@ -770,7 +776,14 @@ impl Batch<'_> {
         let version = self.latest_version(key).await?;
         let def = self.rt.definition(key, version).await?;
         let id = cmd.id.clone();
+        let business_key = cmd.business_key.clone();
         let (state, transition) = guarded("start", &id, || runtime::start(&def, self.rt.env(), cmd, self.now))??;
+        if def.process().settings.unique_business_key
+            && let Some(business_key) = business_key
+            && let Some(existing) = self.tx.take_business_key(key, &business_key, &id).await?
+        {
+            return Err(DriverError::Duplicate { business_key, existing });
+        }
         let deadline = state.sla.as_ref().map(|s| s.deadline);
         self.work.push(Work { def, state, base_rev: None, history_len: 0, transitions: Vec::new() });
         let i = self.work.len() - 1;

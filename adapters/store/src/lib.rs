@@ -669,6 +669,30 @@ impl Tx {
         Ok(row.map(|r| r.0))
     }
 
+    /// Takes a business key for an instance of a process with unique keys; answers the instance
+    /// that holds it already, if another one does (then nothing is written). Concurrent takers
+    /// on other nodes wait for each other on the primary key, and the later one sees the first.
+    pub async fn take_business_key(&mut self, definition: &str, key: &str, instance: &str) -> Result<Option<String>> {
+        on!(self, |c| sqlx::query(
+            "INSERT INTO unique_business_keys (definition_key, business_key, instance_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (definition_key, business_key) DO NOTHING"
+        )
+        .bind(definition)
+        .bind(key)
+        .bind(instance)
+        .execute(c)
+        .await?
+        .rows_affected());
+        let (holder,): (String,) = on!(self, |c| sqlx::query_as(
+            "SELECT instance_id FROM unique_business_keys WHERE definition_key = $1 AND business_key = $2"
+        )
+        .bind(definition)
+        .bind(key)
+        .fetch_one(c)
+        .await?);
+        Ok((holder != instance).then_some(holder))
+    }
+
     pub async fn buffer_message(
         &mut self,
         id: &str,

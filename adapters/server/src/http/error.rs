@@ -269,6 +269,10 @@ impl From<DriverError> for ApiError {
             DriverError::Conflict => {
                 ApiError::Conflict("Экземпляр процесса одновременно изменяется другим узлом; повторите запрос".into())
             }
+            DriverError::Duplicate { business_key, existing } => ApiError::Conflict(format!(
+                "Запрос с номером «{business_key}» уже зарегистрирован: экземпляр {existing} \
+                 (GET /api/process-instances/{existing}); номер процесса должен быть единственным"
+            )),
             DriverError::ShuttingDown => ApiError::Unavailable("Сервер останавливается; повторите запрос позже".into()),
             DriverError::Engine(cause) => ApiError::internal(cause),
         }

@@ -76,6 +76,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/definition-not-found", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Процесс требует единственного номера (uniqueBusinessKey), и этот номер уже занят экземпляром, названным в detail", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
