@@ -20,7 +20,10 @@ use dsntk_feel::{FeelNumber, FeelScope, Name};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostics::Pos;
+use crate::feel_budget::{self, Hooks};
 use crate::feel_compat;
+
+pub use crate::feel_budget::{Budget, Interrupt, Limits, Overrun};
 
 /// Variables visible to an expression.
 pub type Vars = Map<String, Json>;
@@ -41,6 +44,10 @@ pub struct Expr {
     uses_clock: bool,
     /// Camunda's extension functions and `random number()`, bound when it runs.
     needs: Arc<feel_compat::Needs>,
+    /// The budget's functions put into the tree ([`feel_budget::instrument`]), bound when it runs.
+    hooks: Arc<Hooks>,
+    /// The nesting depth of the syntax tree: where an evaluation's depth starts.
+    nesting: u64,
 }
 
 /// The time an expression is evaluated at, for `now()` and `today()`. The engine never lets
@@ -296,6 +303,8 @@ impl Expr {
         })?;
         let needs = feel_compat::rewrite(&mut ast);
         uses_clock |= needs.random;
+        let nesting = feel_budget::nesting(&mut ast) as u64;
+        let hooks = feel_budget::instrument(&mut ast);
         let evaluator = dsntk_feel_evaluator::prepare(&ast);
         // Words after a dot are path segments (`a.b`), and words before `(` name functions:
         // neither is a variable to look up.
@@ -322,6 +331,8 @@ impl Expr {
             evaluator: Arc::new(evaluator),
             uses_clock,
             needs: Arc::new(needs),
+            hooks: Arc::new(hooks),
+            nesting,
         })
     }
 
@@ -344,10 +355,35 @@ impl Expr {
         self.eval_at(lookup, None)
     }
 
-    /// Evaluates at a given time: `now()` and `today()` answer from `clock`.
+    /// Evaluates at a given time: `now()` and `today()` answer from `clock`; with a budget of
+    /// its own ([`Limits::default`]).
     pub fn eval_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<Json, EvalError> {
-        let value = self.eval_raw(lookup, clock)?;
+        self.eval_in(lookup, clock, &Budget::default())
+    }
+
+    /// Evaluates at a given time within `budget`, which the evaluations of one command share.
+    pub fn eval_in(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<Json, EvalError> {
+        let value = self.eval_raw(lookup, clock, budget)?;
+        if feel_budget::value_nesting(&value, feel_budget::MAX_STORED_NESTING) > feel_budget::MAX_STORED_NESTING {
+            return Err(EvalError {
+                message: format!(
+                    "`{}`: the result nests lists or contexts more than {} levels deep, which cannot be stored as a variable",
+                    self.source,
+                    feel_budget::MAX_STORED_NESTING
+                ),
+            });
+        }
         to_json(&value).map_err(|e| self.conversion_error(lookup, e))
+    }
+
+    /// The error of an evaluation stopped by its budget.
+    fn overrun_error(&self, overrun: Overrun) -> EvalError {
+        EvalError { message: format!("`{}`: {overrun}", self.source) }
     }
 
     /// Why evaluating failed, for people: the referenced variables that are not set or null
@@ -393,7 +429,13 @@ impl Expr {
         }
     }
 
-    fn eval_raw(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<FeelValue, EvalError> {
+    fn eval_raw(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<FeelValue, EvalError> {
+        budget.begin(self.nesting).map_err(|o| self.overrun_error(o))?;
         let mut ctx = FeelContext::default();
         for name in self.names.iter() {
             // As in Camunda 8, a variable that does not exist is null, not an error.
@@ -426,8 +468,11 @@ impl Expr {
             }
         }
         self.needs.bind(&mut ctx);
+        self.hooks.bind(&mut ctx, budget);
         let scope: FeelScope = ctx.into();
-        Ok((self.evaluator)(&scope))
+        let value = feel_budget::catch(|| (self.evaluator)(&scope)).map_err(|o| self.overrun_error(o))?;
+        budget.check_size(&value).map_err(|o| self.overrun_error(o))?;
+        Ok(value)
     }
 
     pub fn eval(&self, vars: &Vars) -> Result<Json, EvalError> {
@@ -441,9 +486,19 @@ impl Expr {
 
     /// [`Expr::eval_bool_with`] at a given time.
     pub fn eval_bool_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<bool, EvalError> {
+        self.eval_bool_in(lookup, clock, &Budget::default())
+    }
+
+    /// [`Expr::eval_bool_at`] within `budget`.
+    pub fn eval_bool_in(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<bool, EvalError> {
         // A condition that comes out null (e.g. it compares a variable that does not exist)
         // is false, as in Camunda 8: the flow is not taken.
-        match self.eval_raw(lookup, clock)? {
+        match self.eval_raw(lookup, clock, budget)? {
             FeelValue::Boolean(b) => Ok(b),
             FeelValue::Null(_) => Ok(false),
             other => match to_json(&other) {

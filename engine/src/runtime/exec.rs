@@ -9,14 +9,25 @@ use serde_json::Value as Json;
 use super::state::{EiData, MiState, Retry, apply};
 use super::terms::{self, compute_term};
 use super::*;
-use crate::feel::{Expr, Vars};
+use crate::feel::{Budget, Expr, Vars};
 use crate::model::*;
 use crate::timer::IsoDuration;
 use crate::timer::TimerSpec;
 use chrono::NaiveDate;
 
-/// Starts a new instance.
+/// Starts a new instance, within a budget of `env.limits`.
 pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<(Instance, Transition), Rejection> {
+    start_within(def, env, cmd, now, &Budget::new(env.limits))
+}
+
+/// Starts a new instance; its evaluations and activations spend `budget`.
+pub fn start_within(
+    def: &ProcessDef,
+    env: &Env,
+    cmd: StartCommand,
+    now: Ts,
+    budget: &Budget,
+) -> Result<(Instance, Transition), Rejection> {
     let p = def.process();
     let start_node = match &cmd.start_event {
         Some(id) => {
@@ -29,7 +40,7 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
         None => p.none_start_of(None).ok_or(Rejection::NoNoneStart)?,
     };
     let state = Instance { id: cmd.id.clone(), next_key: 1, ..Instance::default() };
-    let mut x = Exec::new(def, env, state, now);
+    let mut x = Exec::new(def, env, state, now, budget);
     if !cmd.variables.is_empty() {
         // Visible to the SLA's date expression; emitted as an event just below.
         x.st.scopes.push((ROOT, cmd.variables.clone()));
@@ -63,7 +74,7 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
     Ok(x.finish())
 }
 
-/// Applies a command to an existing instance.
+/// Applies a command to an existing instance, within a budget of `env.limits`.
 pub fn handle(
     def: &ProcessDef,
     env: &Env,
@@ -71,10 +82,23 @@ pub fn handle(
     cmd: Command,
     now: Ts,
 ) -> Result<(Instance, Transition), Rejection> {
+    handle_within(def, env, state, cmd, now, &Budget::new(env.limits))
+}
+
+/// Applies a command to an existing instance; its evaluations and activations spend `budget`.
+/// Work past the budget stops with an incident on the element it reached.
+pub fn handle_within(
+    def: &ProcessDef,
+    env: &Env,
+    state: &Instance,
+    cmd: Command,
+    now: Ts,
+    budget: &Budget,
+) -> Result<(Instance, Transition), Rejection> {
     if state.status != Status::Active {
         return Err(Rejection::NotActive(state.status));
     }
-    let mut x = Exec::new(def, env, state.clone(), now);
+    let mut x = Exec::new(def, env, state.clone(), now, budget);
     x.command(cmd)?;
     x.run();
     Ok(x.finish())
@@ -111,13 +135,15 @@ struct Exec<'a> {
     events: Vec<Event>,
     effects: Vec<Effect>,
     queue: VecDeque<Step>,
+    /// The command's budget: FEEL evaluations and element activations spend it.
+    budget: &'a Budget,
 }
 
 /// A failure inside the running process: becomes an incident.
 struct Failure(String);
 
 impl<'a> Exec<'a> {
-    fn new(def: &'a ProcessDef, env: &'a Env, st: Instance, now: Ts) -> Self {
+    fn new(def: &'a ProcessDef, env: &'a Env, st: Instance, now: Ts, budget: &'a Budget) -> Self {
         let next_key = st.next_key;
         Exec {
             def,
@@ -129,6 +155,7 @@ impl<'a> Exec<'a> {
             events: Vec::new(),
             effects: Vec::new(),
             queue: VecDeque::new(),
+            budget,
         }
     }
 
@@ -653,6 +680,11 @@ impl<'a> Exec<'a> {
         // The boundary events of a multi-instance activity belong to its body.
         let with_boundaries = with_boundaries && !mi_inner && !n.boundaries.is_empty();
         let retry = if with_boundaries { Retry::Boundaries } else { Retry::Activate };
+        // Each activation is a step: a cycle of elements with no wait state ends in an incident
+        // when the command's budget is spent, instead of running forever.
+        if let Err(overrun) = self.budget.charge(1) {
+            return self.incident(key, retry, format!("element `{}` was not run: {overrun}", n.id));
+        }
         if !mi_body && let Err(Failure(message)) = self.apply_inputs(key, &ei, mi_inner) {
             return self.incident(key, retry, message);
         }
@@ -677,7 +709,7 @@ impl<'a> Exec<'a> {
     }
 
     fn eval(&self, expr: &Expr, scope: Key) -> Result<Json, Failure> {
-        expr.eval_at(&self.lookup_fn(scope), Some(self.clock())).map_err(|e| Failure(e.message))
+        expr.eval_in(&self.lookup_fn(scope), Some(self.clock()), self.budget).map_err(|e| Failure(e.message))
     }
 
     fn param_string(&self, param: &Param, scope: Key) -> Result<String, Failure> {
@@ -723,7 +755,7 @@ impl<'a> Exec<'a> {
         for m in &n.io.inputs {
             let value = {
                 let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(from, name));
-                m.source.eval_at(&lookup, Some(self.clock()))
+                m.source.eval_in(&lookup, Some(self.clock()), self.budget)
             };
             set_path(&mut locals, &m.target, value.map_err(|e| Failure(e.message))?);
         }
@@ -863,7 +895,7 @@ impl<'a> Exec<'a> {
         let eval = |p: &Param| -> Result<Json, Failure> {
             match p {
                 Param::Static(s) => Ok(Json::String(s.clone())),
-                Param::Feel(e) => e.eval_at(&lookup, Some(self.clock())).map_err(|e| Failure(e.message)),
+                Param::Feel(e) => e.eval_in(&lookup, Some(self.clock()), self.budget).map_err(|e| Failure(e.message)),
             }
         };
         let duration = match eval(&ext.duration)? {
@@ -1236,7 +1268,7 @@ impl<'a> Exec<'a> {
             for m in &n.io.outputs {
                 let value = {
                     let lookup = |name: &str| out.get(name).cloned().or_else(|| self.st.lookup(key, name));
-                    m.source.eval_at(&lookup, Some(self.clock()))
+                    m.source.eval_in(&lookup, Some(self.clock()), self.budget)
                 };
                 match value {
                     Ok(v) => {
@@ -1295,7 +1327,7 @@ impl<'a> Exec<'a> {
                     match &flow.condition {
                         None => return Ok(vec![f]),
                         Some(c) => {
-                            if c.eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                            if c.eval_bool_in(&self.lookup_fn(ei.scope), Some(self.clock()), self.budget)
                                 .map_err(|e| Failure(e.message))?
                             {
                                 return Ok(vec![f]);
@@ -1320,7 +1352,7 @@ impl<'a> Exec<'a> {
                     let ok = match &self.p.flow(f).condition {
                         None => true,
                         Some(c) => c
-                            .eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                            .eval_bool_in(&self.lookup_fn(ei.scope), Some(self.clock()), self.budget)
                             .map_err(|e| Failure(e.message))?,
                     };
                     if ok {
@@ -1489,7 +1521,7 @@ impl<'a> Exec<'a> {
                 counters.insert("numberOfActiveInstances".into(), Json::from(started - completed));
                 counters.insert("numberOfTerminatedInstances".into(), Json::from(0));
                 let lookup = |name: &str| counters.get(name).cloned().or_else(|| self.st.lookup(inner, name));
-                match cond.eval_bool_at(&lookup, Some(self.clock())) {
+                match cond.eval_bool_in(&lookup, Some(self.clock()), self.budget) {
                     Ok(done) => done,
                     Err(e) => return self.incident(inner, Retry::Complete, e.message),
                 }

@@ -13,7 +13,7 @@ mod exec;
 mod state;
 mod terms;
 
-pub use exec::{handle, start};
+pub use exec::{handle, handle_within, start, start_within};
 pub use state::*;
 pub use terms::{TermError, compute_term, term_last_day};
 
@@ -75,10 +75,12 @@ impl ProcessDef {
     }
 }
 
-/// What the runtime needs from its surroundings besides the definition: the calendars.
+/// What the runtime needs from its surroundings besides the definition: the calendars, and the
+/// limits of one command's work ([`crate::feel::Limits`]).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     pub calendars: BTreeMap<String, WorkCalendar>,
+    pub limits: crate::feel::Limits,
 }
 
 /// Commands. Each is decided against the current state and the time it happens at.
