@@ -184,7 +184,10 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let driver_config = DriverConfig::from_settings(&settings, clock_of(&settings));
     let rt = Runtime::start(
         store.clone(),
-        reglament_engine::runtime::Env { calendars, ..Default::default() },
+        reglament_engine::runtime::Env {
+            calendars,
+            limits: reglament_engine::feel::Limits { steps: settings.command_steps, ..Default::default() },
+        },
         driver_config,
     )
     .await?;

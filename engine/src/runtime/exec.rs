@@ -98,6 +98,12 @@ pub fn handle_within(
     if state.status != Status::Active {
         return Err(Rejection::NotActive(state.status));
     }
+    if let Some(quarantine) = state.incidents.iter().find(|i| i.retry == Retry::Quarantine)
+        && !matches!(&cmd, Command::Cancel { .. })
+        && !matches!(&cmd, Command::ResolveIncident { incident, .. } if *incident == quarantine.key)
+    {
+        return Err(Rejection::Quarantined(quarantine.key));
+    }
     let mut x = Exec::new(def, env, state.clone(), now, budget);
     x.command(cmd)?;
     x.run();
@@ -319,6 +325,10 @@ impl<'a> Exec<'a> {
                 self.emit(Event::IncidentResolved { key: incident });
                 if let Retry::Reschedule { fired, after } = inc.retry {
                     self.reschedule_cycle(inc.node, inc.element, fired, after);
+                } else if inc.retry == Retry::Quarantine {
+                    let timers: Vec<Effect> =
+                        self.st.timers.iter().map(|t| Effect::ScheduleTimer { timer: t.key, due: t.due }).collect();
+                    self.effects.extend(timers);
                 } else if inc.element == ROOT && inc.retry == Retry::Activate {
                     // The instance's event subprocesses could not be opened at its start.
                     if let Err(Failure(message)) = self.open_event_subprocesses(ROOT) {
@@ -329,7 +339,7 @@ impl<'a> Exec<'a> {
                         Retry::Activate => self.activate(ei.key, false),
                         Retry::Boundaries => self.activate(ei.key, true),
                         Retry::Complete => self.leave(ei.key, None),
-                        Retry::Reschedule { .. } => {}
+                        Retry::Reschedule { .. } | Retry::Quarantine => {}
                     }
                 }
             }
@@ -353,6 +363,7 @@ impl<'a> Exec<'a> {
                 }
                 self.emit(Event::SlaPaused { reason });
             }
+            Command::Quarantine { reason } => self.incident(ROOT, Retry::Quarantine, reason),
             Command::ResumeSla => {
                 let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
                 let paused_at =
@@ -2014,5 +2025,61 @@ mod tests {
         assert_eq!(fired, r#"{"event":"timer_fired","key":3,"node":4}"#);
         let retry = Retry::Reschedule { fired: 2, after: at("2026-12-28T13:00:00+04:00") };
         assert_eq!(serde_json::from_str::<Retry>(&serde_json::to_string(&retry).unwrap()).unwrap(), retry);
+    }
+
+    const ENDLESS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="defs" targetNamespace="urn:test">
+  <bpmn:process id="endless" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="again" />
+    <bpmn:exclusiveGateway id="again" default="f2" />
+    <bpmn:sequenceFlow id="f2" sourceRef="again" targetRef="count" />
+    <bpmn:sequenceFlow id="out" sourceRef="again" targetRef="end"><bpmn:conditionExpression>=x = -1</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:endEvent id="end" />
+    <bpmn:scriptTask id="count"><bpmn:extensionElements><zeebe:script expression="=1" resultVariable="x" /></bpmn:extensionElements></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="back" sourceRef="count" targetRef="again" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+    #[test]
+    fn a_cycle_with_no_wait_state_stops_at_the_command_budget_with_an_incident() {
+        let def = def(ENDLESS);
+        let env = Env { limits: crate::feel::Limits { steps: 10_000, ..Default::default() }, ..Env::default() };
+        let cmd = StartCommand { id: "i".into(), ..StartCommand::default() };
+        let (state, _) = start(&def, &env, cmd, at("2026-03-02T09:00:00+04:00")).expect("starts");
+        assert_eq!(state.status, Status::Active);
+        assert_eq!(state.incidents.len(), 1, "{:?}", state.incidents);
+        assert!(
+            state.incidents[0].message.contains("evaluation budget of 10000 steps is spent"),
+            "{}",
+            state.incidents[0].message
+        );
+    }
+
+    #[test]
+    fn a_quarantined_instance_refuses_commands_until_resolved_and_then_schedules_its_timers_again() {
+        let def = def(REMINDERS);
+        let now = at("2026-03-02T09:00:00+04:00");
+        let env = Env::default();
+        let (state, _) = start(&def, &env, StartCommand { id: "i".into(), ..StartCommand::default() }, now).unwrap();
+        let timer = state.timers[0].key;
+        let (state, _) =
+            handle(&def, &env, &state, Command::Quarantine { reason: "the engine failed".into() }, now).unwrap();
+        let incident = state.incidents.iter().find(|i| i.retry == Retry::Quarantine).expect("quarantined").key;
+        assert_eq!(
+            handle(&def, &env, &state, Command::FireTimer { timer }, now).unwrap_err(),
+            Rejection::Quarantined(incident)
+        );
+        let resolve = Command::ResolveIncident { incident, variables: Vars::new() };
+        let (state, transition) = handle(&def, &env, &state, resolve, now).unwrap();
+        assert!(state.incidents.is_empty());
+        assert!(
+            transition.effects.iter().any(|e| matches!(e, Effect::ScheduleTimer { timer: t, .. } if *t == timer)),
+            "{:?}",
+            transition.effects
+        );
+        assert!(handle(&def, &env, &state, Command::FireTimer { timer }, now).is_ok());
+        let cancelled = handle(&def, &env, &state, Command::Cancel { reason: "x".into() }, now);
+        assert!(cancelled.is_ok(), "cancel is always possible");
     }
 }

@@ -143,6 +143,11 @@ pub enum Command {
         reason: String,
     },
     ResumeSla,
+    /// Set the instance aside with an incident on it (the host failed to run a command on it):
+    /// see [`Retry::Quarantine`].
+    Quarantine {
+        reason: String,
+    },
 }
 
 /// How a new instance begins.
@@ -182,6 +187,8 @@ pub enum Rejection {
     InvalidForm(FormProblems),
     #[error("the instance has no SLA")]
     NoSla,
+    #[error("the instance is set aside after a failure (incident {0}); resolve or cancel it first")]
+    Quarantined(Key),
     #[error("{0}")]
     Invalid(String),
 }

@@ -270,6 +270,9 @@ impl From<DriverError> for ApiError {
                 ApiError::Conflict("Экземпляр процесса одновременно изменяется другим узлом; повторите запрос".into())
             }
             DriverError::ShuttingDown => ApiError::Unavailable("Сервер останавливается; повторите запрос позже".into()),
+            DriverError::Busy => ApiError::Unavailable(
+                "Сервер перегружен: команда не выполнена и выполнена не будет; повторите запрос".into(),
+            ),
             DriverError::Engine(cause) => ApiError::internal(cause),
         }
     }
