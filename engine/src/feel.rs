@@ -818,10 +818,14 @@ fn describe_failure(reason: &str) -> String {
 
 fn number_to_json(n: &FeelNumber) -> Json {
     let text = n.to_string();
-    if n.is_integer()
-        && let Ok(i) = text.parse::<i64>()
-    {
-        return Json::from(i);
+    if n.is_integer() {
+        // Exact within 64 bits, signed or not.
+        if let Ok(i) = text.parse::<i64>() {
+            return Json::from(i);
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Json::from(u);
+        }
     }
     text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Json::Number).unwrap_or(Json::String(text))
 }

@@ -50,13 +50,24 @@ impl Check {
         self
     }
 
-    /// The names of a variables object (its values are data and are not restricted).
+    /// The names of a variables object, and its numbers: an integer is kept exactly when it
+    /// fits 64 bits; a larger one (which JSON parsing would round to a float) is refused.
+    /// Other values are data and are not restricted.
     pub fn variable_names(mut self, field: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Check {
-        for name in vars.keys() {
+        for (name, value) in vars {
+            let path = format!("{field}.{}", name.escape_debug());
             if let Some(message) = problem(name, true) {
+                self.errors
+                    .push(FieldError {
+                        field: Some(path.clone()), message: format!("имя переменной {message}")
+                    });
+            }
+            if let Some(number) = inexact_integer(value) {
                 self.errors.push(FieldError {
-                    field: Some(format!("{field}.{}", name.escape_debug())),
-                    message: format!("имя переменной {message}"),
+                    field: Some(path),
+                    message: format!(
+                        "целое число {number} больше 64 бит и не может быть сохранено точно; передайте его строкой"
+                    ),
                 });
             }
         }
@@ -74,9 +85,46 @@ impl Check {
     }
 }
 
+/// The first integer in `value` too large to be kept exactly: parsed as a float (beyond 64
+/// bits), whole, and above 2^53, where floats skip integers.
+fn inexact_integer(value: &serde_json::Value) -> Option<&serde_json::Number> {
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        match v {
+            serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() > 9_007_199_254_740_992.0
+                {
+                    return Some(n);
+                }
+            }
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_kept_exactly_within_64_bits_and_refused_beyond() {
+        let text = r#"{"max": 18446744073709551615, "min": -9223372036854775808, "odd": 9007199254740993,
+            "half": 1.5, "list": [1, {"deep": 100000000000000000000}]}"#;
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(vars["odd"].as_u64(), Some(9_007_199_254_740_993), "2^53 + 1 is exact");
+        let Err(ApiError::Validation { errors, .. }) = Check::default().variable_names("variables", &vars).done()
+        else {
+            panic!("the 21-digit integer is refused");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field.as_deref(), Some("variables.list"));
+        assert!(errors[0].message.contains("больше 64 бит"), "{}", errors[0].message);
+    }
 
     #[test]
     fn clean_values_pass() {
