@@ -23,7 +23,7 @@ use crate::diagnostics::Pos;
 use crate::feel_budget::{self, Hooks};
 use crate::feel_compat;
 
-pub use crate::feel_budget::{Budget, Interrupt, Limits, Overrun};
+pub use crate::feel_budget::{Budget, Interrupt, Limits, MAX_STORED_NESTING, Overrun};
 
 /// Variables visible to an expression.
 pub type Vars = Map<String, Json>;
@@ -1026,5 +1026,153 @@ mod tests {
             .unwrap();
         assert_ne!(other, random, "another seed gives another number");
         assert!(Expr::compile("=random number()", Pos::default()).unwrap().eval(&Vars::new()).is_err());
+    }
+}
+
+/// The evaluation budget ([`crate::feel_budget`]) through [`Expr`].
+#[cfg(test)]
+mod budget_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use serde_json::json;
+
+    /// Runs on a thread with the hosts' engine stack (64 MiB): a stack overflow would abort the
+    /// test binary, so passing means none happened.
+    fn on_engine_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(64 << 20).spawn(f).expect("thread").join().expect("no panic")
+    }
+
+    fn run(src: &str, vars: Json, budget: &Budget) -> Result<Json, String> {
+        let vars: Vars = vars.as_object().expect("object").clone();
+        Expr::compile(src, Pos::default())
+            .expect("compiles")
+            .eval_in(&|n| vars.get(n).cloned(), None, budget)
+            .map_err(|e| e.message)
+    }
+
+    const RECURSIVE: &str = "={f: function(k) if k <= 0 then 0 else 1 + f(k - 1), r: f(n)}.r";
+
+    #[test]
+    fn a_recursion_whose_depth_comes_from_a_variable_is_stopped_with_a_message() {
+        let (shallow, deep) = on_engine_stack(|| {
+            (
+                run(RECURSIVE, json!({"n": 100}), &Budget::default()),
+                run(RECURSIVE, json!({"n": 1000}), &Budget::default()),
+            )
+        });
+        assert_eq!(shallow, Ok(json!(100)));
+        let message = deep.expect_err("too deep");
+        assert!(message.contains("function calls nest deeper than the evaluation allows (6000 levels"), "{message}");
+        // A function whose body is as deep as an expression may be: a few calls use the whole
+        // depth, and the stack holds it.
+        let fat =
+            format!("={{f: function(k) if k <= 0 then 0 else {} + f(k - 1), r: f(n)}}.r", vec!["1"; 1900].join("+"));
+        let message = on_engine_stack(move || run(&fat, json!({"n": 50}), &Budget::default())).expect_err("too deep");
+        assert!(message.contains("nest deeper"), "{message}");
+    }
+
+    #[test]
+    fn for_loops_are_linear_and_count_one_step_per_item() {
+        assert!(std::mem::size_of::<FeelValue>() <= 128, "{}", std::mem::size_of::<FeelValue>());
+        let budget = Budget::default();
+        let src = "=count(for i in 1..(n) return i)";
+        assert_eq!(run(src, json!({"n": 100_000}), &budget), Ok(json!(100_000)));
+        let spent = budget.spent();
+        assert!((100_000..300_000).contains(&spent), "{spent} steps for 100,000 items");
+        // Twice the items, twice the steps (dsntk's own loop was quadratic).
+        let twice = Budget::default();
+        assert_eq!(run(src, json!({"n": 200_000}), &twice), Ok(json!(200_000)));
+        assert!(twice.spent() < spent * 5 / 2, "{} after {spent}", twice.spent());
+    }
+
+    #[test]
+    fn the_rust_loop_gives_what_dsntk_gives() {
+        let b = Budget::default();
+        let cases = [
+            ("=for x in xs return x * 2", json!({"xs": [1, 2, 3]}), json!([2, 4, 6])),
+            ("=for x in xs return x", json!({"xs": []}), json!([])),
+            ("=for i in 3..1 return i", json!({}), json!([3, 2, 1])),
+            ("=for i in [1..3] return i", json!({}), json!([1, 2, 3])),
+            (
+                "=for d in date(\"2026-02-27\")..date(\"2026-03-02\") return string(d)",
+                json!({}),
+                json!(["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]),
+            ),
+            ("=for x in xs return for y in x return y + 1", json!({"xs": [[1], [2, 3]]}), json!([[2], [3, 4]])),
+            ("=for i in 1..4 return if i = 1 then 1 else partial[-1] * 2", json!({}), json!([1, 2, 4, 8])),
+            ("=for i in [1, 2], j in [10, 20] return i + j", json!({}), json!([11, 21, 12, 22])),
+            ("=xs[item > 1]", json!({"xs": [1, 2, 3]}), json!([2, 3])),
+            ("=xs[2]", json!({"xs": [1, 2, 3]}), json!(2)),
+            ("=some x in xs satisfies x > 2", json!({"xs": [1, 2, 3]}), json!(true)),
+            ("=every x in xs satisfies x > 2", json!({"xs": [1, 2, 3]}), json!(false)),
+            ("=distinct values(xs)", json!({"xs": [1, 1, 2]}), json!([1, 2])),
+            ("={double: function(v) v * 2, r: double(21)}.r", json!({}), json!(42)),
+            ("=sort(xs, function(a, b) a > b)", json!({"xs": [1, 3, 2]}), json!([3, 2, 1])),
+        ];
+        for (src, vars, expected) in cases {
+            assert_eq!(run(src, vars, &b), Ok(expected), "{src}");
+        }
+    }
+
+    #[test]
+    fn the_steps_of_a_command_are_shared_by_its_evaluations() {
+        let budget = Budget::new(Limits { steps: 50_000, ..Limits::default() });
+        assert!(run("=count(for i in 1..(n) return i)", json!({"n": 30_000}), &budget).is_ok());
+        let message = run("=count(for i in 1..(n) return i)", json!({"n": 30_000}), &budget).expect_err("spent");
+        assert!(message.contains("evaluation budget of 50000 steps is spent"), "{message}");
+        // Once spent, it stays spent for the rest of the command.
+        assert!(run("=1", json!({}), &budget).is_err());
+        // Loops inside loops, filters and `some`/`every` inside loops, and pairwise list
+        // functions all count.
+        let small = || Budget::new(Limits { steps: 100_000, ..Limits::default() });
+        for (src, vars) in [
+            ("=for i in 1..(n) return count(for j in 1..(n) return j)", json!({"n": 1000})),
+            ("=for i in 1..(n) return count(xs[item > i])", json!({"n": 1000, "xs": (0..1000).collect::<Vec<_>>()})),
+            (
+                "=for i in 1..(n) return some x in xs satisfies x < 0",
+                json!({"n": 1000, "xs": (0..1000).collect::<Vec<_>>()}),
+            ),
+            ("=count(distinct values(for i in 1..(n) return i))", json!({"n": 10_000})),
+            ("=count(for i in 1..(n), j in 1..(n) return j)", json!({"n": 1000})),
+        ] {
+            let message = run(src, vars, &small()).expect_err(src);
+            assert!(message.contains("evaluation budget of 100000 steps is spent"), "{src}: {message}");
+        }
+    }
+
+    #[test]
+    fn values_built_at_run_time_are_capped() {
+        let doubling: Vec<String> = (1..=40).map(|i| format!("s{i}: s{} + s{}", i - 1, i - 1)).collect();
+        let src = format!("={{s0: \"ab\", {}}}.s40", doubling.join(", "));
+        let message = run(&src, json!({}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("a value grew past 64 MiB"), "{message}");
+        let message = run("=for i in 1..40 return partial", json!({}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("grew past"), "{message}");
+        let strings = "={f: function(s, k) if k = 0 then s else f(s + s, k - 1), r: f(\"x\", n)}.r";
+        assert!(run(strings, json!({"n": 10}), &Budget::default()).is_ok());
+        let message = run(strings, json!({"n": 40}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("grew past"), "{message}");
+        let nested = "={f: function(k) if k = 0 then 0 else [f(k - 1)], r: f(n)}.r";
+        assert!(run(nested, json!({"n": 50}), &Budget::default()).is_ok());
+        let message = run(nested, json!({"n": 150}), &Budget::default()).expect_err("cannot be stored");
+        assert!(message.contains("more than 100 levels deep"), "{message}");
+    }
+
+    #[test]
+    fn the_host_can_interrupt_a_long_command() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = asked.clone();
+        let budget = Budget::with_interrupt(
+            Limits::default(),
+            Arc::new(move || {
+                (counter.fetch_add(1, Ordering::Relaxed) >= 2).then(|| "the command ran past its 1 s".to_string())
+            }),
+        );
+        let message = run("=count(for i in 1..(n) return i)", json!({"n": 1_000_000}), &budget).expect_err("stopped");
+        assert!(message.ends_with("the command ran past its 1 s"), "{message}");
+        assert_eq!(asked.load(Ordering::Relaxed), 3, "asked every few thousand steps, not at every step");
+        assert_eq!(budget.overrun(), Some(Overrun::Interrupted("the command ran past its 1 s".into())));
     }
 }

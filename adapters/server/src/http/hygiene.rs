@@ -51,8 +51,9 @@ impl Check {
     }
 
     /// The names of a variables object, and its numbers: an integer is kept exactly when it
-    /// fits 64 bits; a larger one (which JSON parsing would round to a float) is refused.
-    /// Other values are data and are not restricted.
+    /// fits 64 bits; a larger one (which JSON parsing would round to a float) is refused. A
+    /// value nested deeper than the stored state can be read back with is refused too. Other
+    /// values are data and are not restricted.
     pub fn variable_names(mut self, field: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Check {
         for (name, value) in vars {
             let path = format!("{field}.{}", name.escape_debug());
@@ -61,6 +62,15 @@ impl Check {
                     .push(FieldError {
                         field: Some(path.clone()), message: format!("имя переменной {message}")
                     });
+            }
+            if nesting(value) > reglament_engine::feel::MAX_STORED_NESTING {
+                self.errors.push(FieldError {
+                    field: Some(path.clone()),
+                    message: format!(
+                        "значение вложено глубже {} уровней и не может быть сохранено; упростите его",
+                        reglament_engine::feel::MAX_STORED_NESTING
+                    ),
+                });
             }
             if let Some(number) = inexact_integer(value) {
                 self.errors.push(FieldError {
@@ -83,6 +93,21 @@ impl Check {
             errors: self.errors,
         })
     }
+}
+
+/// How deep lists and objects nest in `value` (a scalar is 0).
+fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((v, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => pending.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => pending.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The first integer in `value` too large to be kept exactly: parsed as a float (beyond 64
@@ -124,6 +149,15 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field.as_deref(), Some("variables.list"));
         assert!(errors[0].message.contains("больше 64 бит"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn values_nested_deeper_than_the_state_can_store_are_refused() {
+        let deep = |levels: usize| format!("{{\"v\": {}1{}}}", "[".repeat(levels), "]".repeat(levels));
+        let ok: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&deep(100)).unwrap();
+        assert!(Check::default().variable_names("variables", &ok).done().is_ok());
+        let too_deep: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&deep(101)).unwrap();
+        assert!(Check::default().variable_names("variables", &too_deep).done().is_err());
     }
 
     #[test]
