@@ -226,7 +226,13 @@ fn a_recursion_deep_from_a_start_variable_is_an_incident_on_the_script_task() {
 fn a_long_feel_loop_does_not_hold_up_other_starts() {
     let looping = script_model("long_loop", "", "=count(for i in 1..(n) return i)");
     let quick = script_model("quick", "", "=1");
-    let (server, dir, _, token) = server_with("long-loop", &[("loop.bpmn", looping), ("quick.bpmn", quick)], &[]);
+    // The limit an operator sets bounds how long the loop holds the transaction, and so how long
+    // a start waits behind it; 250 ms leaves room for a debug build on a busy machine.
+    let (server, dir, _, token) = server_with(
+        "long-loop",
+        &[("loop.bpmn", looping), ("quick.bpmn", quick)],
+        &[("REGLAMENT_COMMAND_TIME_LIMIT_MS", "250".to_string())],
+    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let looper = {
         let (addr, token, stop) = (server.addr.clone(), token.clone(), stop.clone());
@@ -254,6 +260,8 @@ fn a_long_feel_loop_does_not_hold_up_other_starts() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let loops = looper.join().expect("the looping client");
+    let states: Vec<&str> = loops.iter().filter_map(|v| v["state"].as_str()).collect();
+    eprintln!("{} starts beside {} loops ({states:?}); the slowest took {slowest:?}", ids.len(), loops.len());
     assert!(slowest < Duration::from_secs(1), "a start took {slowest:?} while the loop ran");
     assert!(!loops.is_empty());
     for view in &loops {
@@ -261,7 +269,7 @@ fn a_long_feel_loop_does_not_hold_up_other_starts() {
             Some("active") => assert_eq!(view["variables"]["result"], 100_000, "{view}"),
             Some("incident") => {
                 let message = view["incidents"][0]["message"].as_str().expect("message");
-                assert!(message.contains("time limit of 500 ms"), "{message}");
+                assert!(message.contains("time limit of 250 ms"), "{message}");
             }
             other => panic!("the loop instance is {other:?}: {view}"),
         }
