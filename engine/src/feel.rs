@@ -20,7 +20,10 @@ use dsntk_feel::{FeelNumber, FeelScope, Name};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostics::Pos;
+use crate::feel_budget::{self, Hooks};
 use crate::feel_compat;
+
+pub use crate::feel_budget::{Budget, Interrupt, Limits, MAX_STORED_NESTING, Overrun};
 
 /// Variables visible to an expression.
 pub type Vars = Map<String, Json>;
@@ -41,6 +44,10 @@ pub struct Expr {
     uses_clock: bool,
     /// Camunda's extension functions and `random number()`, bound when it runs.
     needs: Arc<feel_compat::Needs>,
+    /// The budget's functions put into the tree ([`feel_budget::instrument`]), bound when it runs.
+    hooks: Arc<Hooks>,
+    /// The nesting depth of the syntax tree: where an evaluation's depth starts.
+    nesting: u64,
 }
 
 /// The time an expression is evaluated at, for `now()` and `today()`. The engine never lets
@@ -296,6 +303,8 @@ impl Expr {
         })?;
         let needs = feel_compat::rewrite(&mut ast);
         uses_clock |= needs.random;
+        let nesting = feel_budget::nesting(&mut ast) as u64;
+        let hooks = feel_budget::instrument(&mut ast);
         let evaluator = dsntk_feel_evaluator::prepare(&ast);
         // Words after a dot are path segments (`a.b`), and words before `(` name functions:
         // neither is a variable to look up.
@@ -322,6 +331,8 @@ impl Expr {
             evaluator: Arc::new(evaluator),
             uses_clock,
             needs: Arc::new(needs),
+            hooks: Arc::new(hooks),
+            nesting,
         })
     }
 
@@ -344,10 +355,35 @@ impl Expr {
         self.eval_at(lookup, None)
     }
 
-    /// Evaluates at a given time: `now()` and `today()` answer from `clock`.
+    /// Evaluates at a given time: `now()` and `today()` answer from `clock`; with a budget of
+    /// its own ([`Limits::default`]).
     pub fn eval_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<Json, EvalError> {
-        let value = self.eval_raw(lookup, clock)?;
+        self.eval_in(lookup, clock, &Budget::default())
+    }
+
+    /// Evaluates at a given time within `budget`, which the evaluations of one command share.
+    pub fn eval_in(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<Json, EvalError> {
+        let value = self.eval_raw(lookup, clock, budget)?;
+        if feel_budget::value_nesting(&value, feel_budget::MAX_STORED_NESTING) > feel_budget::MAX_STORED_NESTING {
+            return Err(EvalError {
+                message: format!(
+                    "`{}`: the result nests lists or contexts more than {} levels deep, which cannot be stored as a variable",
+                    self.source,
+                    feel_budget::MAX_STORED_NESTING
+                ),
+            });
+        }
         to_json(&value).map_err(|e| self.conversion_error(lookup, e))
+    }
+
+    /// The error of an evaluation stopped by its budget.
+    fn overrun_error(&self, overrun: Overrun) -> EvalError {
+        EvalError { message: format!("`{}`: {overrun}", self.source) }
     }
 
     /// Why evaluating failed, for people: the referenced variables that are not set or null
@@ -393,7 +429,13 @@ impl Expr {
         }
     }
 
-    fn eval_raw(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<FeelValue, EvalError> {
+    fn eval_raw(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<FeelValue, EvalError> {
+        budget.begin(self.nesting).map_err(|o| self.overrun_error(o))?;
         let mut ctx = FeelContext::default();
         for name in self.names.iter() {
             // As in Camunda 8, a variable that does not exist is null, not an error.
@@ -426,8 +468,11 @@ impl Expr {
             }
         }
         self.needs.bind(&mut ctx);
+        self.hooks.bind(&mut ctx, budget);
         let scope: FeelScope = ctx.into();
-        Ok((self.evaluator)(&scope))
+        let value = feel_budget::catch(|| (self.evaluator)(&scope)).map_err(|o| self.overrun_error(o))?;
+        budget.check_size(&value).map_err(|o| self.overrun_error(o))?;
+        Ok(value)
     }
 
     pub fn eval(&self, vars: &Vars) -> Result<Json, EvalError> {
@@ -441,9 +486,19 @@ impl Expr {
 
     /// [`Expr::eval_bool_with`] at a given time.
     pub fn eval_bool_at(&self, lookup: &dyn Fn(&str) -> Option<Json>, clock: Option<Clock>) -> Result<bool, EvalError> {
+        self.eval_bool_in(lookup, clock, &Budget::default())
+    }
+
+    /// [`Expr::eval_bool_at`] within `budget`.
+    pub fn eval_bool_in(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Json>,
+        clock: Option<Clock>,
+        budget: &Budget,
+    ) -> Result<bool, EvalError> {
         // A condition that comes out null (e.g. it compares a variable that does not exist)
         // is false, as in Camunda 8: the flow is not taken.
-        match self.eval_raw(lookup, clock)? {
+        match self.eval_raw(lookup, clock, budget)? {
             FeelValue::Boolean(b) => Ok(b),
             FeelValue::Null(_) => Ok(false),
             other => match to_json(&other) {
@@ -763,10 +818,14 @@ fn describe_failure(reason: &str) -> String {
 
 fn number_to_json(n: &FeelNumber) -> Json {
     let text = n.to_string();
-    if n.is_integer()
-        && let Ok(i) = text.parse::<i64>()
-    {
-        return Json::from(i);
+    if n.is_integer() {
+        // Exact within 64 bits, signed or not.
+        if let Ok(i) = text.parse::<i64>() {
+            return Json::from(i);
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Json::from(u);
+        }
     }
     text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Json::Number).unwrap_or(Json::String(text))
 }
@@ -967,5 +1026,153 @@ mod tests {
             .unwrap();
         assert_ne!(other, random, "another seed gives another number");
         assert!(Expr::compile("=random number()", Pos::default()).unwrap().eval(&Vars::new()).is_err());
+    }
+}
+
+/// The evaluation budget ([`crate::feel_budget`]) through [`Expr`].
+#[cfg(test)]
+mod budget_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use serde_json::json;
+
+    /// Runs on a thread with the hosts' engine stack (64 MiB): a stack overflow would abort the
+    /// test binary, so passing means none happened.
+    fn on_engine_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(64 << 20).spawn(f).expect("thread").join().expect("no panic")
+    }
+
+    fn run(src: &str, vars: Json, budget: &Budget) -> Result<Json, String> {
+        let vars: Vars = vars.as_object().expect("object").clone();
+        Expr::compile(src, Pos::default())
+            .expect("compiles")
+            .eval_in(&|n| vars.get(n).cloned(), None, budget)
+            .map_err(|e| e.message)
+    }
+
+    const RECURSIVE: &str = "={f: function(k) if k <= 0 then 0 else 1 + f(k - 1), r: f(n)}.r";
+
+    #[test]
+    fn a_recursion_whose_depth_comes_from_a_variable_is_stopped_with_a_message() {
+        let (shallow, deep) = on_engine_stack(|| {
+            (
+                run(RECURSIVE, json!({"n": 100}), &Budget::default()),
+                run(RECURSIVE, json!({"n": 1000}), &Budget::default()),
+            )
+        });
+        assert_eq!(shallow, Ok(json!(100)));
+        let message = deep.expect_err("too deep");
+        assert!(message.contains("function calls nest deeper than the evaluation allows (6000 levels"), "{message}");
+        // A function whose body is as deep as an expression may be: a few calls use the whole
+        // depth, and the stack holds it.
+        let fat =
+            format!("={{f: function(k) if k <= 0 then 0 else {} + f(k - 1), r: f(n)}}.r", vec!["1"; 1900].join("+"));
+        let message = on_engine_stack(move || run(&fat, json!({"n": 50}), &Budget::default())).expect_err("too deep");
+        assert!(message.contains("nest deeper"), "{message}");
+    }
+
+    #[test]
+    fn for_loops_are_linear_and_count_one_step_per_item() {
+        assert!(std::mem::size_of::<FeelValue>() <= 128, "{}", std::mem::size_of::<FeelValue>());
+        let budget = Budget::default();
+        let src = "=count(for i in 1..(n) return i)";
+        assert_eq!(run(src, json!({"n": 100_000}), &budget), Ok(json!(100_000)));
+        let spent = budget.spent();
+        assert!((100_000..300_000).contains(&spent), "{spent} steps for 100,000 items");
+        // Twice the items, twice the steps (dsntk's own loop was quadratic).
+        let twice = Budget::default();
+        assert_eq!(run(src, json!({"n": 200_000}), &twice), Ok(json!(200_000)));
+        assert!(twice.spent() < spent * 5 / 2, "{} after {spent}", twice.spent());
+    }
+
+    #[test]
+    fn the_rust_loop_gives_what_dsntk_gives() {
+        let b = Budget::default();
+        let cases = [
+            ("=for x in xs return x * 2", json!({"xs": [1, 2, 3]}), json!([2, 4, 6])),
+            ("=for x in xs return x", json!({"xs": []}), json!([])),
+            ("=for i in 3..1 return i", json!({}), json!([3, 2, 1])),
+            ("=for i in [1..3] return i", json!({}), json!([1, 2, 3])),
+            (
+                "=for d in date(\"2026-02-27\")..date(\"2026-03-02\") return string(d)",
+                json!({}),
+                json!(["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"]),
+            ),
+            ("=for x in xs return for y in x return y + 1", json!({"xs": [[1], [2, 3]]}), json!([[2], [3, 4]])),
+            ("=for i in 1..4 return if i = 1 then 1 else partial[-1] * 2", json!({}), json!([1, 2, 4, 8])),
+            ("=for i in [1, 2], j in [10, 20] return i + j", json!({}), json!([11, 21, 12, 22])),
+            ("=xs[item > 1]", json!({"xs": [1, 2, 3]}), json!([2, 3])),
+            ("=xs[2]", json!({"xs": [1, 2, 3]}), json!(2)),
+            ("=some x in xs satisfies x > 2", json!({"xs": [1, 2, 3]}), json!(true)),
+            ("=every x in xs satisfies x > 2", json!({"xs": [1, 2, 3]}), json!(false)),
+            ("=distinct values(xs)", json!({"xs": [1, 1, 2]}), json!([1, 2])),
+            ("={double: function(v) v * 2, r: double(21)}.r", json!({}), json!(42)),
+            ("=sort(xs, function(a, b) a > b)", json!({"xs": [1, 3, 2]}), json!([3, 2, 1])),
+        ];
+        for (src, vars, expected) in cases {
+            assert_eq!(run(src, vars, &b), Ok(expected), "{src}");
+        }
+    }
+
+    #[test]
+    fn the_steps_of_a_command_are_shared_by_its_evaluations() {
+        let budget = Budget::new(Limits { steps: 50_000, ..Limits::default() });
+        assert!(run("=count(for i in 1..(n) return i)", json!({"n": 30_000}), &budget).is_ok());
+        let message = run("=count(for i in 1..(n) return i)", json!({"n": 30_000}), &budget).expect_err("spent");
+        assert!(message.contains("evaluation budget of 50000 steps is spent"), "{message}");
+        // Once spent, it stays spent for the rest of the command.
+        assert!(run("=1", json!({}), &budget).is_err());
+        // Loops inside loops, filters and `some`/`every` inside loops, and pairwise list
+        // functions all count.
+        let small = || Budget::new(Limits { steps: 100_000, ..Limits::default() });
+        for (src, vars) in [
+            ("=for i in 1..(n) return count(for j in 1..(n) return j)", json!({"n": 1000})),
+            ("=for i in 1..(n) return count(xs[item > i])", json!({"n": 1000, "xs": (0..1000).collect::<Vec<_>>()})),
+            (
+                "=for i in 1..(n) return some x in xs satisfies x < 0",
+                json!({"n": 1000, "xs": (0..1000).collect::<Vec<_>>()}),
+            ),
+            ("=count(distinct values(for i in 1..(n) return i))", json!({"n": 10_000})),
+            ("=count(for i in 1..(n), j in 1..(n) return j)", json!({"n": 1000})),
+        ] {
+            let message = run(src, vars, &small()).expect_err(src);
+            assert!(message.contains("evaluation budget of 100000 steps is spent"), "{src}: {message}");
+        }
+    }
+
+    #[test]
+    fn values_built_at_run_time_are_capped() {
+        let doubling: Vec<String> = (1..=40).map(|i| format!("s{i}: s{} + s{}", i - 1, i - 1)).collect();
+        let src = format!("={{s0: \"ab\", {}}}.s40", doubling.join(", "));
+        let message = run(&src, json!({}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("a value grew past 64 MiB"), "{message}");
+        let message = run("=for i in 1..40 return partial", json!({}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("grew past"), "{message}");
+        let strings = "={f: function(s, k) if k = 0 then s else f(s + s, k - 1), r: f(\"x\", n)}.r";
+        assert!(run(strings, json!({"n": 10}), &Budget::default()).is_ok());
+        let message = run(strings, json!({"n": 40}), &Budget::default()).expect_err("too large");
+        assert!(message.contains("grew past"), "{message}");
+        let nested = "={f: function(k) if k = 0 then 0 else [f(k - 1)], r: f(n)}.r";
+        assert!(run(nested, json!({"n": 50}), &Budget::default()).is_ok());
+        let message = run(nested, json!({"n": 150}), &Budget::default()).expect_err("cannot be stored");
+        assert!(message.contains("more than 100 levels deep"), "{message}");
+    }
+
+    #[test]
+    fn the_host_can_interrupt_a_long_command() {
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = asked.clone();
+        let budget = Budget::with_interrupt(
+            Limits::default(),
+            Arc::new(move || {
+                (counter.fetch_add(1, Ordering::Relaxed) >= 2).then(|| "the command ran past its 1 s".to_string())
+            }),
+        );
+        let message = run("=count(for i in 1..(n) return i)", json!({"n": 1_000_000}), &budget).expect_err("stopped");
+        assert!(message.ends_with("the command ran past its 1 s"), "{message}");
+        assert_eq!(asked.load(Ordering::Relaxed), 3, "asked every few thousand steps, not at every step");
+        assert_eq!(budget.overrun(), Some(Overrun::Interrupted("the command ran past its 1 s".into())));
     }
 }

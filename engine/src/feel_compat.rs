@@ -16,12 +16,9 @@
 //!
 //! [`Clock`]: crate::feel::Clock
 
-use std::sync::Arc;
-
-use dsntk_feel::closure::Closure;
 use dsntk_feel::context::FeelContext;
 use dsntk_feel::values::Value as FeelValue;
-use dsntk_feel::{FeelNumber, FeelScope, FeelType, FunctionBody, Name};
+use dsntk_feel::{FeelNumber, Name};
 use dsntk_feel_parser::AstNode;
 use dsntk_feel_temporal::{FeelDateTime, FeelZone};
 
@@ -188,22 +185,7 @@ impl Extension {
 
     /// The function as a FEEL value, to bind under [`Extension::binding`].
     fn value(self) -> FeelValue {
-        let params: Vec<(Name, FeelType)> =
-            (0..self.arity()).map(|i| (Name::from(format!("reglament_arg{i}").as_str()), FeelType::Any)).collect();
-        let names: Vec<Name> = params.iter().map(|(n, _)| n.clone()).collect();
-        let body: dsntk_feel::Evaluator = Box::new(move |scope: &FeelScope| {
-            let args: Vec<FeelValue> =
-                names.iter().map(|n| scope.get_value(n).unwrap_or(FeelValue::Null(None))).collect();
-            self.apply(&args)
-        });
-        FeelValue::FunctionDefinition(
-            params,
-            FunctionBody::External(Arc::new(body)),
-            false,
-            Closure::default(),
-            FeelContext::default(),
-            FeelType::Any,
-        )
+        crate::feel_budget::rust_function(self.arity(), move |_, args| self.apply(&args))
     }
 }
 
@@ -355,101 +337,22 @@ fn walk(node: &mut AstNode, needs: &mut Needs) {
             **function = AstNode::Name(Name::from(ext.binding()));
         }
     }
+    for child in crate::feel_budget::children(node) {
+        walk(child, needs);
+    }
     match node {
-        AstNode::Lt(a, b) | AstNode::Le(a, b) | AstNode::Gt(a, b) | AstNode::Ge(a, b) => {
-            walk(a, needs);
-            walk(b, needs);
-            if !(is_literal(a) && is_literal(b)) {
-                wrap_instant(a, needs);
-                wrap_instant(b, needs);
-            }
+        AstNode::Lt(a, b) | AstNode::Le(a, b) | AstNode::Gt(a, b) | AstNode::Ge(a, b)
+            if !(is_literal(a) && is_literal(b)) =>
+        {
+            wrap_instant(a, needs);
+            wrap_instant(b, needs);
         }
         AstNode::Between(a, b, c) => {
-            walk(a, needs);
-            walk(b, needs);
-            walk(c, needs);
             wrap_instant(a, needs);
             wrap_instant(b, needs);
             wrap_instant(c, needs);
         }
-        AstNode::Add(a, b)
-        | AstNode::And(a, b)
-        | AstNode::ContextEntry(a, b)
-        | AstNode::ContextTypeEntry(a, b)
-        | AstNode::Div(a, b)
-        | AstNode::Eq(a, b)
-        | AstNode::Every(a, b)
-        | AstNode::Exp(a, b)
-        | AstNode::Filter(a, b)
-        | AstNode::For(a, b)
-        | AstNode::FormalParameter(a, b)
-        | AstNode::FunctionDefinition(a, b)
-        | AstNode::FunctionInvocation(a, b)
-        | AstNode::FunctionType(a, b)
-        | AstNode::In(a, b)
-        | AstNode::InstanceOf(a, b)
-        | AstNode::IterationContextSingle(a, b)
-        | AstNode::Mul(a, b)
-        | AstNode::NamedParameter(a, b)
-        | AstNode::Nq(a, b)
-        | AstNode::Or(a, b)
-        | AstNode::Out(a, b)
-        | AstNode::Path(a, b)
-        | AstNode::QuantifiedContext(a, b)
-        | AstNode::Range(a, b)
-        | AstNode::Some(a, b)
-        | AstNode::Sub(a, b) => {
-            walk(a, needs);
-            walk(b, needs);
-        }
-        AstNode::If(a, b, c) | AstNode::IterationContextInterval(a, b, c) => {
-            walk(a, needs);
-            walk(b, needs);
-            walk(c, needs);
-        }
-        AstNode::EvaluatedExpression(a)
-        | AstNode::FunctionBody(a, _)
-        | AstNode::IntervalEnd(a, _)
-        | AstNode::IntervalStart(a, _)
-        | AstNode::ListType(a)
-        | AstNode::Neg(a)
-        | AstNode::RangeType(a)
-        | AstNode::Satisfies(a)
-        | AstNode::UnaryGe(a)
-        | AstNode::UnaryGt(a)
-        | AstNode::UnaryLe(a)
-        | AstNode::UnaryLt(a)
-        | AstNode::UnaryEq(a)
-        | AstNode::UnaryNe(a) => walk(a, needs),
-        AstNode::CommaList(items)
-        | AstNode::Context(items)
-        | AstNode::ContextType(items)
-        | AstNode::ExpressionList(items)
-        | AstNode::FormalParameters(items)
-        | AstNode::IterationContexts(items)
-        | AstNode::List(items)
-        | AstNode::NamedParameters(items)
-        | AstNode::NegatedList(items)
-        | AstNode::ParameterTypes(items)
-        | AstNode::PositionalParameters(items)
-        | AstNode::QualifiedName(items)
-        | AstNode::QuantifiedContexts(items) => {
-            for item in items {
-                walk(item, needs);
-            }
-        }
-        AstNode::At(_)
-        | AstNode::Boolean(_)
-        | AstNode::ContextEntryKey(_)
-        | AstNode::ContextTypeEntryKey(_)
-        | AstNode::FeelType(_)
-        | AstNode::Irrelevant
-        | AstNode::Name(_)
-        | AstNode::Null
-        | AstNode::Numeric(..)
-        | AstNode::ParameterName(_)
-        | AstNode::QualifiedNameSegment(_)
-        | AstNode::String(_) => {}
+        _ => {}
     }
 }
 

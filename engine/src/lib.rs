@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod diagnostics;
 pub mod feel;
+mod feel_budget;
 mod feel_compat;
 pub mod model;
 pub mod parse;

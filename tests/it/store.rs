@@ -66,6 +66,7 @@ impl TestDb {
 pub fn env() -> Env {
     Env {
         calendars: reglament_server::calendars::load(&[repo_root().join("definitions/calendars")]).expect("calendars"),
+        ..Env::default()
     }
 }
 

@@ -24,7 +24,8 @@ pub async fn export(settings: &Settings, format: Format, out: &mut dyn Write) ->
     let store = serve::connect(&settings.database_url, 2).await?;
     let calendars = reglament_server::calendars::load(&[settings.definitions.join("calendars")])?;
     let config = DriverConfig::from_settings(settings, serve::clock_of(settings));
-    let rt = Runtime::start(store.clone(), reglament_engine::runtime::Env { calendars }, config).await?;
+    let rt = Runtime::start(store.clone(), reglament_engine::runtime::Env { calendars, ..Default::default() }, config)
+        .await?;
     serve::deploy_folder(&rt, &settings.definitions).await?;
     let entries = store.registry_entries().await?;
     match format {

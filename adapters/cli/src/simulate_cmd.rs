@@ -45,7 +45,7 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Res
         writeln!(err, "{}: the definition has errors; fix them before simulating", path.display())?;
         return Ok(Outcome::Failed);
     }
-    let env = Env { calendars: calendars::load(&calendar_dirs(base))? };
+    let env = Env { calendars: calendars::load(&calendar_dirs(base))?, ..Env::default() };
     let (trace, failure) = reglament_engine::sim::run(Arc::new(defs), &env, &scenario);
     for line in &trace {
         writeln!(out, "{}", serde_json::to_string(line)?)?;

@@ -195,7 +195,7 @@ async fn fill(rt: &Runtime, definition: &str, n: u64, variables: serde_json::Val
 
 fn env() -> Env {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../definitions/calendars");
-    Env { calendars: reglament_server::calendars::load(&[dir]).unwrap() }
+    Env { calendars: reglament_server::calendars::load(&[dir]).unwrap(), ..Env::default() }
 }
 
 async fn bench(kind: &str, quick: bool, clients: usize) {

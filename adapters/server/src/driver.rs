@@ -7,15 +7,31 @@
 //! conflicting write (another node changed an instance) rolls the batch back and runs it again
 //! from fresh state; nothing is half-applied and nothing acknowledged is lost.
 //!
+//! Engine work never holds the transaction for long. Each command runs within a budget
+//! ([`reglament_engine::feel::Budget`]): the engine's steps (`command_steps`) and, asked by the
+//! engine every few thousand steps, a wall-clock limit (`command_time_limit_ms`); a command
+//! past either stops with an incident on the element it reached, and that outcome commits like
+//! any other. A batch takes no further command once it has run for the time limit; the rest go
+//! into the next transaction. A command the engine panics on is not applied: its instance is
+//! quarantined (an incident on the instance; every command but resolving it or cancelling is
+//! refused, and its timers are dropped until the incident is resolved), so a timer firing into
+//! a defect does not fire again after every restart.
+//!
+//! An answer that a command was not done is true: a caller waits for its command to be taken
+//! into a batch at most `queue_timeout`; a command not taken by then is withdrawn (it never
+//! runs) and the caller is told to retry ([`DriverError::Busy`], 503). A command taken is
+//! waited for to its committed outcome.
+//!
 //! Follow-up work that stays inside the database — a call activity starting its child, a child
 //! reporting to its parent, a message thrown by one instance for another, a buffered message
 //! meeting a new subscription — runs in the same transaction.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use reglament_engine::feel::Vars;
+use reglament_engine::feel::{Budget, Vars};
 use reglament_engine::model::{NodeKind, TaskKind, Trigger};
 use reglament_engine::runtime::{
     self, ChildOutcome, Command, Effect, Env, Event, Instance, ParentRef, ProcessDef, Rejection, StartCommand, Status,
@@ -141,6 +157,10 @@ pub enum DriverError {
     Duplicate { business_key: String, existing: String },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The command waited longer than `queue_timeout` to be taken into a batch and was
+    /// withdrawn: it was not run and never will be; retrying is safe.
+    #[error("the server is busy: the command was not run; retry it")]
+    Busy,
     /// The engine panicked on this command (a defect of ours); nothing of it was applied.
     #[error("{0}")]
     Engine(String),
@@ -175,12 +195,26 @@ impl DriverError {
                 DriverError::Duplicate { business_key: business_key.clone(), existing: existing.clone() }
             }
             DriverError::ShuttingDown => DriverError::ShuttingDown,
+            DriverError::Busy => DriverError::Busy,
             DriverError::Engine(s) => DriverError::Engine(s.clone()),
         }
     }
 }
 
 type Reply = oneshot::Sender<Result<Outcome, DriverError>>;
+
+/// Where a submitted command is: waiting in the queue, taken into a batch, or withdrawn by a
+/// caller that stopped waiting. Moved from `QUEUED` once, by whoever comes first.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+/// A command on its way to the batch loop.
+struct Request {
+    op: Op,
+    reply: Reply,
+    place: Arc<AtomicU8>,
+}
 
 #[derive(Debug, Clone)]
 pub struct DriverConfig {
@@ -191,7 +225,15 @@ pub struct DriverConfig {
     pub node: String,
     /// The time commands run at (the system clock unless controlled).
     pub clock: Arc<Clock>,
+    /// The longest one command may run; a batch takes no more commands after running this long.
+    pub command_time_limit: Duration,
+    /// How long a caller waits for its command to be taken into a batch before withdrawing it.
+    pub queue_timeout: Duration,
 }
+
+/// How long a caller waits for its command to be taken: half the HTTP request timeout, so the
+/// command's own outcome (or its withdrawal) always comes before the request times out.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl DriverConfig {
     /// The driver's part of the settings, running on `clock`.
@@ -202,6 +244,8 @@ impl DriverConfig {
             default_tz: settings.time_zone,
             node: settings.node.clone(),
             clock: Arc::new(clock),
+            command_time_limit: settings.command_time_limit,
+            queue_timeout: QUEUE_TIMEOUT,
         }
     }
 }
@@ -238,7 +282,7 @@ struct Inner {
     defs: Mutex<HashMap<(String, i64), Arc<ProcessDef>>>,
     /// Message name → definition keys with a message start event for it.
     message_starts: Mutex<HashMap<String, Vec<String>>>,
-    requests: mpsc::Sender<(Op, Reply)>,
+    requests: mpsc::Sender<Request>,
     wakers: Arc<Wakers>,
     counters: Counters,
 }
@@ -298,10 +342,28 @@ impl Runtime {
         self.inner.config.default_tz
     }
 
-    /// Submits an operation and waits for its committed outcome.
+    /// Submits an operation and waits for its committed outcome; [`DriverError::Busy`] when it
+    /// was not taken into a batch within `queue_timeout` (it was withdrawn and never runs).
     pub async fn submit(&self, op: Op) -> Result<Outcome, DriverError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner.requests.send((op, tx)).await.map_err(|_| DriverError::ShuttingDown)?;
+        let (reply, mut rx) = oneshot::channel();
+        let place = Arc::new(AtomicU8::new(QUEUED));
+        let deadline = tokio::time::Instant::now() + self.inner.config.queue_timeout;
+        let request = Request { op, reply, place: place.clone() };
+        match tokio::time::timeout_at(deadline, self.inner.requests.send(request)).await {
+            Ok(sent) => sent.map_err(|_| DriverError::ShuttingDown)?,
+            Err(_) => return Err(DriverError::Busy),
+        }
+        if let Ok(outcome) = tokio::time::timeout_at(deadline, &mut rx).await {
+            return outcome.map_err(|_| DriverError::ShuttingDown)?;
+        }
+        if place.compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            warn!(
+                timeout_ms = self.inner.config.queue_timeout.as_millis() as u64,
+                "a command waited too long in the queue; withdrawn, not run"
+            );
+            return Err(DriverError::Busy);
+        }
+        // Taken into a batch: its outcome comes once that batch is done.
         rx.await.map_err(|_| DriverError::ShuttingDown)?
     }
 
@@ -354,7 +416,7 @@ impl Runtime {
 
     // ---- the batching loop ----------------------------------------------------------------
 
-    async fn run(self, mut rx: mpsc::Receiver<(Op, Reply)>) {
+    async fn run(self, mut rx: mpsc::Receiver<Request>) {
         let max = self.inner.config.max_batch;
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
@@ -375,7 +437,22 @@ impl Runtime {
         debug!("driver loop ended");
     }
 
-    async fn run_batch(&self, batch: Vec<(Op, Reply)>) {
+    async fn run_batch(&self, batch: Vec<Request>) {
+        // Commands whose callers withdrew them are dropped; the others are taken for good.
+        let mut batch: Vec<(Op, Reply)> = batch
+            .into_iter()
+            .filter(|r| r.place.compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok())
+            .map(|r| (r.op, r.reply))
+            .collect();
+        while !batch.is_empty() {
+            let rest = self.run_transaction(batch).await;
+            batch = rest;
+        }
+    }
+
+    /// Runs one transaction over the commands (or a first part of them, when they run past
+    /// the time limit) and answers those; returns the commands left for the next one.
+    async fn run_transaction(&self, mut batch: Vec<(Op, Reply)>) -> Vec<(Op, Reply)> {
         let ops: Vec<Op> = batch.iter().map(|(op, _)| op.clone()).collect();
         let mut attempt = 0;
         let result = loop {
@@ -392,9 +469,17 @@ impl Runtime {
             }
         };
         self.inner.counters.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.counters.commands.fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok((outcomes, wake)) => {
+                let rest = batch.split_off(outcomes.len());
+                if !rest.is_empty() {
+                    info!(
+                        done = outcomes.len(),
+                        left = rest.len(),
+                        "the batch ran past the command time limit; the rest go into the next transaction"
+                    );
+                }
+                self.inner.counters.commands.fetch_add(outcomes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
@@ -407,12 +492,15 @@ impl Runtime {
                 if wake.jobs {
                     self.inner.wakers.jobs.notify_one();
                 }
+                rest
             }
             Err(e) => {
                 warn!(error = %e, commands = ops.len(), "batch failed; nothing was applied");
+                self.inner.counters.commands.fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 for (_, reply) in batch {
                     let _ = reply.send(Err(e.cloned()));
                 }
+                Vec::new()
             }
         }
     }
@@ -433,7 +521,12 @@ impl Runtime {
             return Err(e);
         }
         let mut outcomes = Vec::with_capacity(ops.len());
+        let started = Instant::now();
         for op in ops {
+            // However long each command may be, the transaction is held for about one limit.
+            if !outcomes.is_empty() && started.elapsed() > self.inner.config.command_time_limit {
+                break;
+            }
             let span = op.span();
             match b.op(op.clone()).instrument(span).await {
                 // A storage failure fails the whole batch (and may be retried); a rejection
@@ -578,6 +671,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::ExtendSla { .. } => "extend-sla",
         Command::PauseSla { .. } => "pause-sla",
         Command::ResumeSla => "resume-sla",
+        Command::Quarantine { .. } => "quarantine",
     }
 }
 
@@ -713,10 +807,18 @@ impl Batch<'_> {
             Op::FireTimer { instance, key } => {
                 let result = self.command(&instance, Command::FireTimer { timer: key }, None).await;
                 match result {
-                    Err(DriverError::Rejected(Rejection::NoSuchTimer(_) | Rejection::NotActive(_)))
+                    Err(DriverError::Rejected(
+                        Rejection::NoSuchTimer(_) | Rejection::NotActive(_) | Rejection::Quarantined(_),
+                    ))
                     | Err(DriverError::NotFound(_)) => {
                         self.tx.delete_timer(&instance, key).await?;
                         Ok(Outcome::Stale)
+                    }
+                    // The instance was quarantined: the timer is not fired again (resolving
+                    // the quarantine schedules it anew).
+                    Err(DriverError::Engine(e)) => {
+                        self.tx.delete_timer(&instance, key).await?;
+                        Err(DriverError::Engine(e))
                     }
                     other => other,
                 }
@@ -777,7 +879,9 @@ impl Batch<'_> {
         let def = self.rt.definition(key, version).await?;
         let id = cmd.id.clone();
         let business_key = cmd.business_key.clone();
-        let (state, transition) = guarded("start", &id, || runtime::start(&def, self.rt.env(), cmd, self.now))??;
+        let budget = self.budget();
+        let (state, transition) =
+            guarded("start", &id, || runtime::start_within(&def, self.rt.env(), cmd, self.now, &budget))??;
         if def.process().settings.unique_business_key
             && let Some(business_key) = business_key
             && let Some(existing) = self.tx.take_business_key(key, &business_key, &id).await?
@@ -800,11 +904,62 @@ impl Batch<'_> {
         span.record("definition", w.def.process().id.as_str());
         span.record("instance", id);
         let what = command_name(&command);
-        let (state, transition) =
-            guarded(what, id, || runtime::handle(&w.def, self.rt.env(), &w.state, command, self.now))??;
+        let budget = self.budget();
+        let handled =
+            guarded(what, id, || runtime::handle_within(&w.def, self.rt.env(), &w.state, command, self.now, &budget));
+        let (state, transition) = match handled {
+            Err(DriverError::Engine(message)) => {
+                self.quarantine(i, what, &message)?;
+                return Err(DriverError::Engine(message));
+            }
+            other => other??,
+        };
         self.work[i].state = state;
         self.absorb(i, transition, by);
         Ok(Outcome::Applied { id: id.to_string() })
+    }
+
+    /// A command's budget: the engine's limits and the command time limit, from now.
+    fn budget(&self) -> Budget {
+        let limit = self.rt.inner.config.command_time_limit;
+        let started = Instant::now();
+        Budget::with_interrupt(
+            self.rt.env().limits,
+            Arc::new(move || {
+                (started.elapsed() > limit).then(|| {
+                    format!(
+                        "the command ran longer than its time limit of {} ms (setting `command_time_limit_ms`); split the work over several tasks, or raise the limit",
+                        limit.as_millis()
+                    )
+                })
+            }),
+        )
+    }
+
+    /// Sets instance `i` aside after the engine failed on `what`: an incident on the instance
+    /// that stops every further command but resolving it or cancelling (logged; the failed
+    /// command itself is not applied).
+    fn quarantine(&mut self, i: usize, what: &str, message: &str) -> Result<(), DriverError> {
+        let w = &self.work[i];
+        let id = w.state.id.clone();
+        let command = Command::Quarantine {
+            reason: format!(
+                "the engine failed on {what} and did not apply it ({message}); the instance is set aside: resolve this incident to let it run again, or cancel it"
+            ),
+        };
+        let quarantined = guarded("quarantine", &id, || {
+            runtime::handle_within(&w.def, self.rt.env(), &w.state, command, self.now, &Budget::default())
+        })?;
+        match quarantined {
+            Ok((state, transition)) => {
+                warn!(instance = %id, command = what, "instance quarantined after an engine failure");
+                self.work[i].state = state;
+                self.absorb(i, transition, None);
+            }
+            // Already quarantined (or no longer active): nothing more to set aside.
+            Err(rejection) => debug!(instance = %id, %rejection, "not quarantined"),
+        }
+        Ok(())
     }
 
     async fn message(

@@ -182,7 +182,15 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         );
     }
     let driver_config = DriverConfig::from_settings(&settings, clock_of(&settings));
-    let rt = Runtime::start(store.clone(), reglament_engine::runtime::Env { calendars }, driver_config).await?;
+    let rt = Runtime::start(
+        store.clone(),
+        reglament_engine::runtime::Env {
+            calendars,
+            limits: reglament_engine::feel::Limits { steps: settings.command_steps, ..Default::default() },
+        },
+        driver_config,
+    )
+    .await?;
     let deployed = deploy_folder(&rt, &settings.definitions).await?;
     info!(definitions = deployed, folder = %settings.definitions.display(), "definitions deployed");
     load_directory_on_first_start(&rt, &settings.directory).await?;

@@ -121,6 +121,18 @@ pub const KEYS: &[Key] = &[
         default: "0",
         doc: "how long a batch waits for more commands, in milliseconds",
     },
+    Key {
+        name: "command_steps",
+        env: "REGLAMENT_COMMAND_STEPS",
+        default: "2000000",
+        doc: "the work one command may do (FEEL iterations and calls, element activations); past it the element gets an incident",
+    },
+    Key {
+        name: "command_time_limit_ms",
+        env: "REGLAMENT_COMMAND_TIME_LIMIT_MS",
+        default: "500",
+        doc: "the longest one command may run, in milliseconds; past it the element gets an incident, so no command holds the write transaction longer",
+    },
     Key { name: "pool_size", env: "REGLAMENT_POOL_SIZE", default: "16", doc: "database connections" },
     Key {
         name: "clock_controlled",
@@ -157,6 +169,8 @@ pub struct Settings {
     pub lease: Duration,
     pub max_batch: usize,
     pub batch_delay: Duration,
+    pub command_steps: u64,
+    pub command_time_limit: Duration,
     pub pool_size: u32,
     pub clock_controlled: bool,
     pub clock_start: Option<DateTime<FixedOffset>>,
@@ -269,6 +283,14 @@ impl Settings {
             batch_delay: raw.parse("batch_delay_ms", "a whole number of milliseconds", |v| {
                 v.parse::<u64>().ok().map(Duration::from_millis)
             })?,
+            command_steps: raw.parse("command_steps", "a whole number from 1000 to 1000000000", |v| {
+                v.parse::<u64>().ok().filter(|n| (1000..=1_000_000_000).contains(n))
+            })?,
+            command_time_limit: raw.parse(
+                "command_time_limit_ms",
+                "a whole number of milliseconds from 10 to 600000",
+                |v| v.parse::<u64>().ok().filter(|n| (10..=600_000).contains(n)).map(Duration::from_millis),
+            )?,
             pool_size: raw.parse("pool_size", "a whole number from 1 to 1000", |v| {
                 v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n))
             })?,

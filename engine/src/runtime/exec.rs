@@ -9,14 +9,25 @@ use serde_json::Value as Json;
 use super::state::{EiData, MiState, Retry, apply};
 use super::terms::{self, compute_term};
 use super::*;
-use crate::feel::{Expr, Vars};
+use crate::feel::{Budget, Expr, Vars};
 use crate::model::*;
 use crate::timer::IsoDuration;
 use crate::timer::TimerSpec;
 use chrono::NaiveDate;
 
-/// Starts a new instance.
+/// Starts a new instance, within a budget of `env.limits`.
 pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<(Instance, Transition), Rejection> {
+    start_within(def, env, cmd, now, &Budget::new(env.limits))
+}
+
+/// Starts a new instance; its evaluations and activations spend `budget`.
+pub fn start_within(
+    def: &ProcessDef,
+    env: &Env,
+    cmd: StartCommand,
+    now: Ts,
+    budget: &Budget,
+) -> Result<(Instance, Transition), Rejection> {
     let p = def.process();
     let start_node = match &cmd.start_event {
         Some(id) => {
@@ -29,7 +40,7 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
         None => p.none_start_of(None).ok_or(Rejection::NoNoneStart)?,
     };
     let state = Instance { id: cmd.id.clone(), next_key: 1, ..Instance::default() };
-    let mut x = Exec::new(def, env, state, now);
+    let mut x = Exec::new(def, env, state, now, budget);
     if !cmd.variables.is_empty() {
         // Visible to the SLA's date expression; emitted as an event just below.
         x.st.scopes.push((ROOT, cmd.variables.clone()));
@@ -63,7 +74,7 @@ pub fn start(def: &ProcessDef, env: &Env, cmd: StartCommand, now: Ts) -> Result<
     Ok(x.finish())
 }
 
-/// Applies a command to an existing instance.
+/// Applies a command to an existing instance, within a budget of `env.limits`.
 pub fn handle(
     def: &ProcessDef,
     env: &Env,
@@ -71,10 +82,29 @@ pub fn handle(
     cmd: Command,
     now: Ts,
 ) -> Result<(Instance, Transition), Rejection> {
+    handle_within(def, env, state, cmd, now, &Budget::new(env.limits))
+}
+
+/// Applies a command to an existing instance; its evaluations and activations spend `budget`.
+/// Work past the budget stops with an incident on the element it reached.
+pub fn handle_within(
+    def: &ProcessDef,
+    env: &Env,
+    state: &Instance,
+    cmd: Command,
+    now: Ts,
+    budget: &Budget,
+) -> Result<(Instance, Transition), Rejection> {
     if state.status != Status::Active {
         return Err(Rejection::NotActive(state.status));
     }
-    let mut x = Exec::new(def, env, state.clone(), now);
+    if let Some(quarantine) = state.incidents.iter().find(|i| i.retry == Retry::Quarantine)
+        && !matches!(&cmd, Command::Cancel { .. })
+        && !matches!(&cmd, Command::ResolveIncident { incident, .. } if *incident == quarantine.key)
+    {
+        return Err(Rejection::Quarantined(quarantine.key));
+    }
+    let mut x = Exec::new(def, env, state.clone(), now, budget);
     x.command(cmd)?;
     x.run();
     Ok(x.finish())
@@ -111,13 +141,15 @@ struct Exec<'a> {
     events: Vec<Event>,
     effects: Vec<Effect>,
     queue: VecDeque<Step>,
+    /// The command's budget: FEEL evaluations and element activations spend it.
+    budget: &'a Budget,
 }
 
 /// A failure inside the running process: becomes an incident.
 struct Failure(String);
 
 impl<'a> Exec<'a> {
-    fn new(def: &'a ProcessDef, env: &'a Env, st: Instance, now: Ts) -> Self {
+    fn new(def: &'a ProcessDef, env: &'a Env, st: Instance, now: Ts, budget: &'a Budget) -> Self {
         let next_key = st.next_key;
         Exec {
             def,
@@ -129,6 +161,7 @@ impl<'a> Exec<'a> {
             events: Vec::new(),
             effects: Vec::new(),
             queue: VecDeque::new(),
+            budget,
         }
     }
 
@@ -292,6 +325,10 @@ impl<'a> Exec<'a> {
                 self.emit(Event::IncidentResolved { key: incident });
                 if let Retry::Reschedule { fired, after } = inc.retry {
                     self.reschedule_cycle(inc.node, inc.element, fired, after);
+                } else if inc.retry == Retry::Quarantine {
+                    let timers: Vec<Effect> =
+                        self.st.timers.iter().map(|t| Effect::ScheduleTimer { timer: t.key, due: t.due }).collect();
+                    self.effects.extend(timers);
                 } else if inc.element == ROOT && inc.retry == Retry::Activate {
                     // The instance's event subprocesses could not be opened at its start.
                     if let Err(Failure(message)) = self.open_event_subprocesses(ROOT) {
@@ -302,7 +339,7 @@ impl<'a> Exec<'a> {
                         Retry::Activate => self.activate(ei.key, false),
                         Retry::Boundaries => self.activate(ei.key, true),
                         Retry::Complete => self.leave(ei.key, None),
-                        Retry::Reschedule { .. } => {}
+                        Retry::Reschedule { .. } | Retry::Quarantine => {}
                     }
                 }
             }
@@ -326,6 +363,7 @@ impl<'a> Exec<'a> {
                 }
                 self.emit(Event::SlaPaused { reason });
             }
+            Command::Quarantine { reason } => self.incident(ROOT, Retry::Quarantine, reason),
             Command::ResumeSla => {
                 let sla = self.st.sla.clone().ok_or(Rejection::NoSla)?;
                 let paused_at =
@@ -653,6 +691,11 @@ impl<'a> Exec<'a> {
         // The boundary events of a multi-instance activity belong to its body.
         let with_boundaries = with_boundaries && !mi_inner && !n.boundaries.is_empty();
         let retry = if with_boundaries { Retry::Boundaries } else { Retry::Activate };
+        // Each activation is a step: a cycle of elements with no wait state ends in an incident
+        // when the command's budget is spent, instead of running forever.
+        if let Err(overrun) = self.budget.charge(1) {
+            return self.incident(key, retry, format!("element `{}` was not run: {overrun}", n.id));
+        }
         if !mi_body && let Err(Failure(message)) = self.apply_inputs(key, &ei, mi_inner) {
             return self.incident(key, retry, message);
         }
@@ -677,7 +720,7 @@ impl<'a> Exec<'a> {
     }
 
     fn eval(&self, expr: &Expr, scope: Key) -> Result<Json, Failure> {
-        expr.eval_at(&self.lookup_fn(scope), Some(self.clock())).map_err(|e| Failure(e.message))
+        expr.eval_in(&self.lookup_fn(scope), Some(self.clock()), self.budget).map_err(|e| Failure(e.message))
     }
 
     fn param_string(&self, param: &Param, scope: Key) -> Result<String, Failure> {
@@ -723,7 +766,7 @@ impl<'a> Exec<'a> {
         for m in &n.io.inputs {
             let value = {
                 let lookup = |name: &str| locals.get(name).cloned().or_else(|| self.st.lookup(from, name));
-                m.source.eval_at(&lookup, Some(self.clock()))
+                m.source.eval_in(&lookup, Some(self.clock()), self.budget)
             };
             set_path(&mut locals, &m.target, value.map_err(|e| Failure(e.message))?);
         }
@@ -863,7 +906,7 @@ impl<'a> Exec<'a> {
         let eval = |p: &Param| -> Result<Json, Failure> {
             match p {
                 Param::Static(s) => Ok(Json::String(s.clone())),
-                Param::Feel(e) => e.eval_at(&lookup, Some(self.clock())).map_err(|e| Failure(e.message)),
+                Param::Feel(e) => e.eval_in(&lookup, Some(self.clock()), self.budget).map_err(|e| Failure(e.message)),
             }
         };
         let duration = match eval(&ext.duration)? {
@@ -1258,7 +1301,7 @@ impl<'a> Exec<'a> {
             for m in &n.io.outputs {
                 let value = {
                     let lookup = |name: &str| out.get(name).cloned().or_else(|| self.st.lookup(key, name));
-                    m.source.eval_at(&lookup, Some(self.clock()))
+                    m.source.eval_in(&lookup, Some(self.clock()), self.budget)
                 };
                 match value {
                     Ok(v) => {
@@ -1317,7 +1360,7 @@ impl<'a> Exec<'a> {
                     match &flow.condition {
                         None => return Ok(vec![f]),
                         Some(c) => {
-                            if c.eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                            if c.eval_bool_in(&self.lookup_fn(ei.scope), Some(self.clock()), self.budget)
                                 .map_err(|e| Failure(e.message))?
                             {
                                 return Ok(vec![f]);
@@ -1342,7 +1385,7 @@ impl<'a> Exec<'a> {
                     let ok = match &self.p.flow(f).condition {
                         None => true,
                         Some(c) => c
-                            .eval_bool_at(&self.lookup_fn(ei.scope), Some(self.clock()))
+                            .eval_bool_in(&self.lookup_fn(ei.scope), Some(self.clock()), self.budget)
                             .map_err(|e| Failure(e.message))?,
                     };
                     if ok {
@@ -1511,7 +1554,7 @@ impl<'a> Exec<'a> {
                 counters.insert("numberOfActiveInstances".into(), Json::from(started - completed));
                 counters.insert("numberOfTerminatedInstances".into(), Json::from(0));
                 let lookup = |name: &str| counters.get(name).cloned().or_else(|| self.st.lookup(inner, name));
-                match cond.eval_bool_at(&lookup, Some(self.clock())) {
+                match cond.eval_bool_in(&lookup, Some(self.clock()), self.budget) {
                     Ok(done) => done,
                     Err(e) => return self.incident(inner, Retry::Complete, e.message),
                 }
@@ -2004,5 +2047,61 @@ mod tests {
         assert_eq!(fired, r#"{"event":"timer_fired","key":3,"node":4}"#);
         let retry = Retry::Reschedule { fired: 2, after: at("2026-12-28T13:00:00+04:00") };
         assert_eq!(serde_json::from_str::<Retry>(&serde_json::to_string(&retry).unwrap()).unwrap(), retry);
+    }
+
+    const ENDLESS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="defs" targetNamespace="urn:test">
+  <bpmn:process id="endless" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="again" />
+    <bpmn:exclusiveGateway id="again" default="f2" />
+    <bpmn:sequenceFlow id="f2" sourceRef="again" targetRef="count" />
+    <bpmn:sequenceFlow id="out" sourceRef="again" targetRef="end"><bpmn:conditionExpression>=x = -1</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:endEvent id="end" />
+    <bpmn:scriptTask id="count"><bpmn:extensionElements><zeebe:script expression="=1" resultVariable="x" /></bpmn:extensionElements></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="back" sourceRef="count" targetRef="again" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+    #[test]
+    fn a_cycle_with_no_wait_state_stops_at_the_command_budget_with_an_incident() {
+        let def = def(ENDLESS);
+        let env = Env { limits: crate::feel::Limits { steps: 10_000, ..Default::default() }, ..Env::default() };
+        let cmd = StartCommand { id: "i".into(), ..StartCommand::default() };
+        let (state, _) = start(&def, &env, cmd, at("2026-03-02T09:00:00+04:00")).expect("starts");
+        assert_eq!(state.status, Status::Active);
+        assert_eq!(state.incidents.len(), 1, "{:?}", state.incidents);
+        assert!(
+            state.incidents[0].message.contains("evaluation budget of 10000 steps is spent"),
+            "{}",
+            state.incidents[0].message
+        );
+    }
+
+    #[test]
+    fn a_quarantined_instance_refuses_commands_until_resolved_and_then_schedules_its_timers_again() {
+        let def = def(REMINDERS);
+        let now = at("2026-03-02T09:00:00+04:00");
+        let env = Env::default();
+        let (state, _) = start(&def, &env, StartCommand { id: "i".into(), ..StartCommand::default() }, now).unwrap();
+        let timer = state.timers[0].key;
+        let (state, _) =
+            handle(&def, &env, &state, Command::Quarantine { reason: "the engine failed".into() }, now).unwrap();
+        let incident = state.incidents.iter().find(|i| i.retry == Retry::Quarantine).expect("quarantined").key;
+        assert_eq!(
+            handle(&def, &env, &state, Command::FireTimer { timer }, now).unwrap_err(),
+            Rejection::Quarantined(incident)
+        );
+        let resolve = Command::ResolveIncident { incident, variables: Vars::new() };
+        let (state, transition) = handle(&def, &env, &state, resolve, now).unwrap();
+        assert!(state.incidents.is_empty());
+        assert!(
+            transition.effects.iter().any(|e| matches!(e, Effect::ScheduleTimer { timer: t, .. } if *t == timer)),
+            "{:?}",
+            transition.effects
+        );
+        assert!(handle(&def, &env, &state, Command::FireTimer { timer }, now).is_ok());
+        let cancelled = handle(&def, &env, &state, Command::Cancel { reason: "x".into() }, now);
+        assert!(cancelled.is_ok(), "cancel is always possible");
     }
 }

@@ -13,7 +13,7 @@ mod exec;
 mod state;
 mod terms;
 
-pub use exec::{handle, start};
+pub use exec::{handle, handle_within, start, start_within};
 pub use state::*;
 pub use terms::{TermError, compute_term, term_last_day};
 
@@ -75,10 +75,12 @@ impl ProcessDef {
     }
 }
 
-/// What the runtime needs from its surroundings besides the definition: the calendars.
+/// What the runtime needs from its surroundings besides the definition: the calendars, and the
+/// limits of one command's work ([`crate::feel::Limits`]).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     pub calendars: BTreeMap<String, WorkCalendar>,
+    pub limits: crate::feel::Limits,
 }
 
 /// Commands. Each is decided against the current state and the time it happens at.
@@ -141,6 +143,11 @@ pub enum Command {
         reason: String,
     },
     ResumeSla,
+    /// Set the instance aside with an incident on it (the host failed to run a command on it):
+    /// see [`Retry::Quarantine`].
+    Quarantine {
+        reason: String,
+    },
 }
 
 /// How a new instance begins.
@@ -180,6 +187,8 @@ pub enum Rejection {
     InvalidForm(FormProblems),
     #[error("the instance has no SLA")]
     NoSla,
+    #[error("the instance is set aside after a failure (incident {0}); resolve or cancel it first")]
+    Quarantined(Key),
     #[error("{0}")]
     Invalid(String),
 }

@@ -165,6 +165,11 @@ pub enum Retry {
     /// Schedule the next firing of the cycle timer of the incident's node (owned by the
     /// incident's element): it fired `fired` times so far, the last one due at `after`.
     Reschedule { fired: u32, after: Ts },
+    /// The host could not run a command on the instance (the engine failed on it) and set
+    /// the instance aside: until this incident is resolved every other command but `Cancel`
+    /// is refused. Resolving it schedules the instance's pending timers again (the host
+    /// dropped their rows).
+    Quarantine,
 }
 
 /// The instance's service-level clock.

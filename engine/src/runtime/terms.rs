@@ -117,7 +117,7 @@ mod tests {
 
     fn env() -> Env {
         let ru = WorkCalendar::from_json("ru", include_str!("../../../definitions/calendars/ru.json")).unwrap();
-        Env { calendars: [("ru".to_string(), ru)].into_iter().collect() }
+        Env { calendars: [("ru".to_string(), ru)].into_iter().collect(), ..Env::default() }
     }
 
     /// A local time in Astrakhan, "YYYY-MM-DD HH:MM", as an instant.

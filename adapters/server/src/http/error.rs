@@ -274,6 +274,9 @@ impl From<DriverError> for ApiError {
                  (GET /api/process-instances/{existing}); номер процесса должен быть единственным"
             )),
             DriverError::ShuttingDown => ApiError::Unavailable("Сервер останавливается; повторите запрос позже".into()),
+            DriverError::Busy => ApiError::Unavailable(
+                "Сервер перегружен: команда не выполнена и выполнена не будет; повторите запрос".into(),
+            ),
             DriverError::Engine(cause) => ApiError::internal(cause),
         }
     }

@@ -50,13 +50,34 @@ impl Check {
         self
     }
 
-    /// The names of a variables object (its values are data and are not restricted).
+    /// The names of a variables object, and its numbers: an integer is kept exactly when it
+    /// fits 64 bits; a larger one (which JSON parsing would round to a float) is refused. A
+    /// value nested deeper than the stored state can be read back with is refused too. Other
+    /// values are data and are not restricted.
     pub fn variable_names(mut self, field: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Check {
-        for name in vars.keys() {
+        for (name, value) in vars {
+            let path = format!("{field}.{}", name.escape_debug());
             if let Some(message) = problem(name, true) {
+                self.errors
+                    .push(FieldError {
+                        field: Some(path.clone()), message: format!("имя переменной {message}")
+                    });
+            }
+            if nesting(value) > reglament_engine::feel::MAX_STORED_NESTING {
                 self.errors.push(FieldError {
-                    field: Some(format!("{field}.{}", name.escape_debug())),
-                    message: format!("имя переменной {message}"),
+                    field: Some(path.clone()),
+                    message: format!(
+                        "значение вложено глубже {} уровней и не может быть сохранено; упростите его",
+                        reglament_engine::feel::MAX_STORED_NESTING
+                    ),
+                });
+            }
+            if let Some(number) = inexact_integer(value) {
+                self.errors.push(FieldError {
+                    field: Some(path),
+                    message: format!(
+                        "целое число {number} больше 64 бит и не может быть сохранено точно; передайте его строкой"
+                    ),
                 });
             }
         }
@@ -74,9 +95,70 @@ impl Check {
     }
 }
 
+/// How deep lists and objects nest in `value` (a scalar is 0).
+fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((v, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        match v {
+            serde_json::Value::Array(items) => pending.extend(items.iter().map(|i| (i, depth + 1))),
+            serde_json::Value::Object(map) => pending.extend(map.values().map(|i| (i, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The first integer in `value` too large to be kept exactly: parsed as a float (beyond 64
+/// bits), whole, and above 2^53, where floats skip integers.
+fn inexact_integer(value: &serde_json::Value) -> Option<&serde_json::Number> {
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        match v {
+            serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() > 9_007_199_254_740_992.0
+                {
+                    return Some(n);
+                }
+            }
+            serde_json::Value::Array(items) => pending.extend(items),
+            serde_json::Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_kept_exactly_within_64_bits_and_refused_beyond() {
+        let text = r#"{"max": 18446744073709551615, "min": -9223372036854775808, "odd": 9007199254740993,
+            "half": 1.5, "list": [1, {"deep": 100000000000000000000}]}"#;
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(vars["odd"].as_u64(), Some(9_007_199_254_740_993), "2^53 + 1 is exact");
+        let Err(ApiError::Validation { errors, .. }) = Check::default().variable_names("variables", &vars).done()
+        else {
+            panic!("the 21-digit integer is refused");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field.as_deref(), Some("variables.list"));
+        assert!(errors[0].message.contains("больше 64 бит"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn values_nested_deeper_than_the_state_can_store_are_refused() {
+        let deep = |levels: usize| format!("{{\"v\": {}1{}}}", "[".repeat(levels), "]".repeat(levels));
+        let ok: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&deep(100)).unwrap();
+        assert!(Check::default().variable_names("variables", &ok).done().is_ok());
+        let too_deep: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&deep(101)).unwrap();
+        assert!(Check::default().variable_names("variables", &too_deep).done().is_err());
+    }
 
     #[test]
     fn clean_values_pass() {

@@ -81,6 +81,7 @@ pub async fn list(
                     Retry::Boundaries => "boundaries",
                     Retry::Complete => "complete",
                     Retry::Reschedule { .. } => "reschedule",
+                    Retry::Quarantine => "quarantine",
                 }
                 .to_string(),
             }

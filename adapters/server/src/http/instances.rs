@@ -78,6 +78,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
         (status = 404, description = "/problems/definition-not-found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Процесс требует единственного номера (uniqueBusinessKey), и этот номер уже занят экземпляром, названным в detail", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "/problems/unavailable: the instance was not started and will not be; retry", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn start(

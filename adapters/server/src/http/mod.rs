@@ -116,7 +116,9 @@ pub struct TaskList {
     info(
         title = "Reglament API",
         description = "Исполнение регламентов: определения процессов, экземпляры, задачи сотрудников, \
-                       сообщения, реестр процессов, отчёт о соблюдении сроков. Ошибки — application/problem+json.",
+                       сообщения, реестр процессов, отчёт о соблюдении сроков. Ошибки — application/problem+json. \
+                       Ответ 503 на запись означает, что команда не выполнена и не будет выполнена позже: \
+                       её можно безопасно повторить.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     modifiers(&BearerAuth),
