@@ -107,6 +107,10 @@ pub struct Diagnostic {
     pub message: String,
     /// The id of the element the finding is about, when it has one.
     pub element: Option<String>,
+    /// The file the finding is in when it is not the model itself (a `.form` file deployed
+    /// with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Diagnostic {
@@ -117,6 +121,7 @@ impl Diagnostic {
             pos,
             message: one_line(&message.into()),
             element: element.map(one_line),
+            file: None,
         }
     }
 
@@ -127,15 +132,24 @@ impl Diagnostic {
             pos,
             message: one_line(&message.into()),
             element: element.map(one_line),
+            file: None,
         }
+    }
+
+    /// The same finding, in `file` rather than in the model.
+    pub fn in_file(mut self, file: &str) -> Self {
+        self.file = Some(file.to_string());
+        self
     }
 
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 
-    /// `file:line:col: error: message [element]`, the format of DESIGN §6.
+    /// `file:line:col: error: message [element]`, the format of DESIGN §6; `file` is the
+    /// model's name, used unless the finding is in another file.
     pub fn render(&self, file: &str) -> String {
+        let file = self.file.as_deref().unwrap_or(file);
         let mut out = format!("{file}:{}:{}: {}: {}", self.pos.line, self.pos.col, self.severity, self.message);
         if let Some(element) = &self.element {
             out.push_str(" [");
@@ -172,8 +186,10 @@ fn one_line(text: &str) -> String {
     out
 }
 
-/// Sorts diagnostics by position, then severity, so output is stable.
+/// Sorts diagnostics by file (the model's own first), position, then severity, so output is
+/// stable.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
-    diagnostics
-        .sort_by(|a, b| (a.pos, a.severity, &a.element, &a.message).cmp(&(b.pos, b.severity, &b.element, &b.message)));
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.pos, a.severity, &a.element, &a.message).cmp(&(&b.file, b.pos, b.severity, &b.element, &b.message))
+    });
 }

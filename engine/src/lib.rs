@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod feel;
 mod feel_budget;
 mod feel_compat;
+pub mod form;
 pub mod model;
 pub mod parse;
 pub mod runtime;
@@ -23,15 +24,36 @@ use std::collections::BTreeSet;
 pub use diagnostics::{Code, Diagnostic, Pos, Severity};
 pub use model::Definitions;
 
-/// Reads a BPMN document: the model (possibly partial) and what parsing had to say.
+/// Reads a BPMN document: the model (possibly partial) and what parsing had to say. A user
+/// task that links a Camunda Form by `formId` is an error here: no `.form` file came with it
+/// (see [`parse_with_forms`]).
 pub fn parse_definitions(bytes: &[u8]) -> (Definitions, Vec<Diagnostic>) {
-    parse::parse(bytes, &xml::Limits::default())
+    parse_with_forms(bytes, &[])
+}
+
+/// Reads a BPMN document with the Camunda Forms (`.form` files) deployed beside it: each user
+/// task that links a form gets its fields ([`form::link`]). Findings in a form file name it.
+pub fn parse_with_forms(bytes: &[u8], forms: &[form::FormFile<'_>]) -> (Definitions, Vec<Diagnostic>) {
+    let (mut defs, mut diags) = parse::parse(bytes, &xml::Limits::default());
+    let (forms, form_diags) = form::read_files(forms);
+    diags.extend(form_diags);
+    diags.extend(form::link(&mut defs, &forms));
+    (defs, diags)
 }
 
 /// Parses and validates one document. `deployed` names the processes that call activities may
 /// target besides this file's own. Diagnostics come sorted by position.
 pub fn check(bytes: &[u8], deployed: &BTreeSet<String>) -> (Definitions, Vec<Diagnostic>) {
-    let (defs, mut diags) = parse_definitions(bytes);
+    check_with_forms(bytes, &[], deployed)
+}
+
+/// [`check`] of a document deployed with its `.form` files.
+pub fn check_with_forms(
+    bytes: &[u8],
+    forms: &[form::FormFile<'_>],
+    deployed: &BTreeSet<String>,
+) -> (Definitions, Vec<Diagnostic>) {
+    let (defs, mut diags) = parse_with_forms(bytes, forms);
     finish_check(&defs, &mut diags, deployed);
     (defs, diags)
 }

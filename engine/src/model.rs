@@ -110,6 +110,8 @@ pub struct ProcessSettings {
     pub registry: BTreeMap<String, String>,
     /// `zeebe:properties` on the process.
     pub properties: Vec<(String, String)>,
+    /// `zeebe:userTaskForm`: Camunda Forms embedded in the model.
+    pub embedded_forms: Vec<EmbeddedForm>,
 }
 
 /// A term: a duration counted in calendar time or in working time of a calendar.
@@ -350,9 +352,11 @@ pub struct Task {
     pub result_variable: Option<String>,
     /// Receive tasks: the message they wait for.
     pub message: Option<String>,
-    /// `zeebe:formDefinition formKey/formId`.
-    pub form_key: Option<String>,
-    /// `reglament:form`: the fields a user task's completion must carry.
+    /// `zeebe:formDefinition formId` or an embedded `formKey`: the Camunda Form whose fields
+    /// [`crate::form::link`] puts into `form`.
+    pub form_link: Option<FormLink>,
+    /// The fields a user task's completion must carry: from `reglament:form`, or from the
+    /// linked Camunda Form.
     pub form: Vec<FormField>,
     pub priority: Option<Param>,
     /// Script tasks: `reglament:slaExtension`, the instance's SLA extended when the task runs.
@@ -391,7 +395,7 @@ impl Task {
             script: None,
             result_variable: None,
             message: None,
-            form_key: None,
+            form_link: None,
             form: Vec::new(),
             priority: None,
             sla_extension: None,
@@ -403,18 +407,70 @@ impl Task {
     }
 }
 
-/// One field of a task form (`reglament:field`).
+/// Where a user task's Camunda Form comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormLink {
+    pub target: FormTarget,
+    /// Where the `zeebe:formDefinition` is.
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FormTarget {
+    /// `formId`: the `id` of a `.form` file deployed with the model.
+    FormId(String),
+    /// `formKey="camunda-forms:bpmn:ID"`: the process's `zeebe:userTaskForm id="ID"`.
+    Embedded(String),
+}
+
+/// A Camunda Form embedded in the model (`zeebe:userTaskForm`, Camunda 8.0–8.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedForm {
+    pub id: String,
+    /// The form's JSON, as written in the element.
+    pub json: String,
+    pub pos: Pos,
+}
+
+/// One field of a task form (`reglament:field`, or a component of a Camunda Form). The one
+/// form model of both dialects: the runtime checks completions against it
+/// ([`crate::form::check`]) and the task page renders it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FormField {
+    /// The variable the field sets; for a [`FieldKind::Note`], the component's id.
     pub id: String,
     pub label: String,
     pub kind: FieldKind,
     pub required: bool,
-    /// `hint`: a line of help shown under the field.
+    /// `hint`: a line of help shown under the field; a note's text.
     pub hint: Option<String>,
-    /// Allowed values for `enum` fields: (value, label).
+    /// Allowed values for `enum`, `select` and `checklist` fields: (value, label).
     pub options: Vec<(String, String)>,
+    /// Shown with the case's value as context, never edited, checked or submitted (Camunda
+    /// `readonly` and `disabled`).
+    pub readonly: bool,
+    /// The value an empty input starts with (Camunda `defaultValue`).
+    pub default: Option<serde_json::Value>,
+    pub rules: FieldRules,
     pub pos: Pos,
+}
+
+/// Constraints on a field's value besides its kind (Camunda `validate`). Empty values are
+/// only checked by `required`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FieldRules {
+    /// Characters of the trimmed text, at least / at most.
+    pub min_length: Option<u64>,
+    pub max_length: Option<u64>,
+    /// Numbers: at least / at most.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// A regular expression the text must contain a match of (as form-js tests it).
+    pub pattern: Option<String>,
+    /// Numbers: at most this many digits after the decimal point (0: whole numbers).
+    pub decimal_digits: Option<u32>,
+    /// Booleans: `required` means checked (a Camunda required checkbox), not merely answered.
+    pub must_check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,8 +480,16 @@ pub enum FieldKind {
     Number,
     Boolean,
     Date,
+    /// One of `options`, shown as radio buttons.
     Enum,
     Email,
+    /// One of `options`, shown as a drop-down list (Camunda `select`).
+    Select,
+    /// Any number of `options`: the value is the list of the chosen values (Camunda
+    /// `checklist`, `taglist`).
+    Checklist,
+    /// No value: text shown between the fields (a Camunda `text` component, a group's title).
+    Note,
 }
 
 #[derive(Debug, Clone)]

@@ -340,7 +340,15 @@ impl Parser {
     fn process_extension(&mut self, ext: &XmlElement, id: &str, settings: &mut ProcessSettings) {
         match (&ext.ns, ext.name.as_str()) {
             (Ns::Zeebe, "properties") => settings.properties = properties(ext),
-            (Ns::Zeebe, "versionTag" | "userTaskForm") => {}
+            (Ns::Zeebe, "versionTag") => {}
+            (Ns::Zeebe, "userTaskForm") => match ext.attr_value("id").filter(|v| !v.is_empty()) {
+                Some(form_id) => settings.embedded_forms.push(EmbeddedForm {
+                    id: form_id.to_string(),
+                    json: ext.text.clone(),
+                    pos: ext.pos,
+                }),
+                None => self.error(Code::MissingId, ext.pos, Some(id), "<zeebe:userTaskForm> has no id"),
+            },
             (Ns::Reglament, "settings") => {
                 settings.time_zone = ext.attr_value("timeZone").map(str::to_owned);
                 if let Some(tz) = ext.attr("timeZone")
@@ -1029,7 +1037,7 @@ impl Parser {
                 task.priority = self.param(ext.attr("priority"), id);
             }
             (Ns::Zeebe, "formDefinition", NodeKind::Task(task)) if task.kind == TaskKind::User => {
-                task.form_key = ext.attr_value("formKey").or_else(|| ext.attr_value("formId")).map(str::to_owned);
+                task.form_link = self.form_link(ext, id);
             }
             (Ns::Zeebe, "userTask", NodeKind::Task(task)) if task.kind == TaskKind::User => {}
             (Ns::Zeebe, "taskDefinition", NodeKind::Task(task)) => {
@@ -1109,6 +1117,49 @@ impl Parser {
         })
     }
 
+    /// `zeebe:formDefinition`: a Camunda Form by `formId`, or embedded by `formKey`. What
+    /// Reglament cannot render (a form outside it) is an error here.
+    fn form_link(&mut self, ext: &XmlElement, id: &str) -> Option<FormLink> {
+        let non_empty = |name| ext.attr(name).filter(|a| !a.value.trim().is_empty());
+        if let Some(a) = non_empty("formId") {
+            return Some(FormLink { target: FormTarget::FormId(a.value.trim().to_string()), pos: a.pos });
+        }
+        if let Some(a) = non_empty("formKey") {
+            if let Some(embedded) = a.value.trim().strip_prefix("camunda-forms:bpmn:") {
+                return Some(FormLink { target: FormTarget::Embedded(embedded.to_string()), pos: a.pos });
+            }
+            self.error(
+                Code::Unsupported,
+                a.pos,
+                Some(id),
+                format!(
+                    "formKey `{}` names a form outside the model, which Reglament cannot show; link a Camunda Form with formId=\"…\" and deploy its .form file, or use <reglament:form>",
+                    a.value
+                ),
+            );
+            return None;
+        }
+        if let Some(a) = non_empty("externalReference") {
+            self.error(
+                Code::Unsupported,
+                a.pos,
+                Some(id),
+                format!(
+                    "externalReference `{}` is a form of another application, which Reglament cannot show; link a Camunda Form with formId=\"…\" and deploy its .form file, or use <reglament:form>",
+                    a.value
+                ),
+            );
+            return None;
+        }
+        self.error(
+            Code::Missing,
+            ext.pos,
+            Some(id),
+            "<zeebe:formDefinition> needs formId (the id of a .form file deployed with the model)",
+        );
+        None
+    }
+
     fn form(&mut self, ext: &XmlElement, id: &str) -> Vec<FormField> {
         let mut fields = Vec::new();
         for f in &ext.children {
@@ -1163,6 +1214,9 @@ impl Parser {
                 required: f.attr_value("required") == Some("true"),
                 hint: f.attr_value("hint").map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned),
                 options,
+                readonly: false,
+                default: None,
+                rules: FieldRules::default(),
                 pos: f.pos,
             });
         }

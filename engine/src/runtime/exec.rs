@@ -253,7 +253,7 @@ impl<'a> Exec<'a> {
                     .ok_or(Rejection::NoSuchTask(task))?;
                 let node = ei.node;
                 if let NodeKind::Task(t) = &self.node(node).kind {
-                    check_form(&t.form, &variables).map_err(Rejection::InvalidForm)?;
+                    crate::form::check(&t.form, &variables).map_err(Rejection::InvalidForm)?;
                 }
                 self.emit(Event::TaskCompleted { key: task, node });
                 self.leave(task, Some(variables));
@@ -1840,55 +1840,6 @@ fn set_path(vars: &mut Vars, path: &str, value: Json) {
         slot = slot.as_object_mut().expect("made an object above").entry(part.to_string()).or_insert(Json::Null);
     }
     *slot = value;
-}
-
-/// Checks a task's completion variables against its form. Messages are in Russian: they are
-/// shown to the official who filled in the form.
-fn check_form(form: &[FormField], vars: &Vars) -> Result<(), FormProblems> {
-    let mut problems = Vec::new();
-    for field in form {
-        let value = vars.get(&field.id).filter(|v| !v.is_null() && v.as_str() != Some(""));
-        let Some(value) = value else {
-            if field.required {
-                problems.push(FieldProblem {
-                    field: field.id.clone(),
-                    kind: FieldProblemKind::Required,
-                    message: format!("поле «{}» ({}) обязательно", field.label, field.id),
-                });
-            }
-            continue;
-        };
-        let ok = match field.kind {
-            FieldKind::Text | FieldKind::Textarea => value.is_string(),
-            FieldKind::Number => value.is_number(),
-            FieldKind::Boolean => value.is_boolean(),
-            FieldKind::Date => value.as_str().is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
-            FieldKind::Email => value.as_str().is_some_and(|s| {
-                let mut parts = s.split('@');
-                matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.'))
-            }),
-            FieldKind::Enum => value.as_str().is_some_and(|s| field.options.iter().any(|(v, _)| v == s)),
-        };
-        if !ok {
-            let expected = match field.kind {
-                FieldKind::Text | FieldKind::Textarea => "текст".to_string(),
-                FieldKind::Number => "число".to_string(),
-                FieldKind::Boolean => "да/нет (true/false)".to_string(),
-                FieldKind::Date => "дата ГГГГ-ММ-ДД".to_string(),
-                FieldKind::Email => "адрес электронной почты".to_string(),
-                FieldKind::Enum => format!(
-                    "одно из значений: {}",
-                    field.options.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            };
-            problems.push(FieldProblem {
-                field: field.id.clone(),
-                kind: FieldProblemKind::WrongValue,
-                message: format!("поле «{}» ({}): ожидается {expected}", field.label, field.id),
-            });
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { Err(FormProblems(problems)) }
 }
 
 #[cfg(test)]

@@ -163,17 +163,45 @@ pub struct TaskView {
     pub form: Option<Vec<FormFieldView>>,
 }
 
-/// One field of a task form, enough to render it.
+/// One field of a task form, enough to render it: from `reglament:form` or a Camunda Form.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FormFieldView {
+    /// The variable the field sets; for a `note`, the component's id.
     pub id: String,
     pub label: String,
-    /// `text`, `textarea`, `number`, `boolean`, `date`, `enum` or `email`.
+    /// `text`, `textarea`, `number`, `boolean`, `date`, `enum` (one of `options`, as radio
+    /// buttons), `select` (one of `options`, as a list), `checklist` (a list of values of
+    /// `options`), `email`, or `note` (text between the fields, no value: `label` a title,
+    /// `hint` the text).
     #[serde(rename = "type")]
     pub kind: String,
     pub required: bool,
     pub options: Vec<FormOption>,
+    /// A line of help under the field; a note's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Shown as context; the completion does not set it.
+    pub readonly: bool,
+    /// The value an empty input starts with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub default_value: Option<serde_json::Value>,
+    /// Constraints the completion is checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// A regular expression the text must contain a match of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Numbers: at most this many digits after the decimal point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decimal_digits: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -237,6 +265,15 @@ impl TaskView {
                         .iter()
                         .map(|(value, label)| FormOption { value: value.clone(), label: label.clone() })
                         .collect(),
+                    hint: f.hint.clone(),
+                    readonly: f.readonly,
+                    default_value: f.default.clone(),
+                    min_length: f.rules.min_length,
+                    max_length: f.rules.max_length,
+                    min: f.rules.min,
+                    max: f.rules.max,
+                    pattern: f.rules.pattern.clone(),
+                    decimal_digits: f.rules.decimal_digits,
                 })
                 .collect(),
         );
@@ -253,6 +290,9 @@ fn field_kind(kind: FieldKind) -> &'static str {
         FieldKind::Date => "date",
         FieldKind::Enum => "enum",
         FieldKind::Email => "email",
+        FieldKind::Select => "select",
+        FieldKind::Checklist => "checklist",
+        FieldKind::Note => "note",
     }
 }
 

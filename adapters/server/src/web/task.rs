@@ -42,6 +42,13 @@ struct FieldView {
     hint: Option<String>,
     options: Vec<(String, String)>,
     value: String,
+    /// The chosen values of a checklist.
+    values: Vec<String>,
+    /// Shown as context, not as an input: the case's value in words.
+    readonly: bool,
+    shown: Option<String>,
+    /// A note's text, paragraph by paragraph.
+    paragraphs: Vec<String>,
     error: Option<String>,
 }
 
@@ -60,6 +67,9 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Date => "date",
         FieldKind::Enum => "enum",
         FieldKind::Email => "email",
+        FieldKind::Select => "select",
+        FieldKind::Checklist => "checklist",
+        FieldKind::Note => "note",
     }
 }
 
@@ -76,15 +86,44 @@ fn form_of<'d>(def: &'d ProcessDef, element: &str) -> &'d [FormField] {
 fn shown(value: &Json, field: &FormField) -> String {
     match (field.kind, value) {
         (FieldKind::Boolean, Json::Bool(b)) => if *b { "Да" } else { "Нет" }.into(),
-        (FieldKind::Enum, Json::String(s)) => {
-            field.options.iter().find(|(v, _)| v == s).map(|(_, l)| l.clone()).unwrap_or_else(|| s.clone())
-        }
+        (FieldKind::Enum | FieldKind::Select, Json::String(s)) => label_of(field, s),
+        (FieldKind::Checklist, Json::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(|s| label_of(field, s)).unwrap_or_else(|| i.to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
         (FieldKind::Date, Json::String(s)) => {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(format::date).unwrap_or_else(|_| s.clone())
         }
         (_, Json::String(s)) => s.clone(),
         (_, Json::Number(n)) => n.to_string().replace('.', ","),
         (_, other) => other.to_string(),
+    }
+}
+
+/// The label of one of a field's options.
+fn label_of(field: &FormField, value: &str) -> String {
+    field.options.iter().find(|(v, _)| v == value).map(|(_, l)| l.clone()).unwrap_or_else(|| value.to_string())
+}
+
+/// The line of help under a field: its hint, and its rules in words.
+fn hint_of(field: &FormField) -> Option<String> {
+    let r = &field.rules;
+    // «до», «не меньше», «не больше» take the genitive: 1 символа, 2 и 5 символов.
+    let chars = |n: u64| if n % 10 == 1 && n % 100 != 11 { "символа" } else { "символов" };
+    let number = |n: f64| n.to_string().replace('.', ",");
+    let rule = match (r.min_length, r.max_length, r.min, r.max) {
+        (Some(a), Some(b), ..) => Some(format!("От {a} до {b} {}.", chars(b))),
+        (Some(a), None, ..) => Some(format!("Не меньше {a} {}.", chars(a))),
+        (None, Some(b), ..) => Some(format!("Не больше {b} {}.", chars(b))),
+        (_, _, Some(a), Some(b)) => Some(format!("Число от {} до {}.", number(a), number(b))),
+        (_, _, Some(a), None) => Some(format!("Число не меньше {}.", number(a))),
+        (_, _, None, Some(b)) => Some(format!("Число не больше {}.", number(b))),
+        _ => None,
+    };
+    match (field.hint.clone(), rule) {
+        (Some(h), Some(r)) => Some(format!("{h} {r}")),
+        (h, r) => h.or(r),
     }
 }
 
@@ -98,6 +137,17 @@ fn input_value(value: &Json, kind: FieldKind) -> String {
     }
 }
 
+/// A note's text as paragraphs: blank lines part them; Markdown's heading and emphasis marks
+/// are dropped (the page shows plain text).
+fn paragraphs(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .map(|p| {
+            p.lines().map(|l| l.trim().trim_start_matches('#').trim().replace("**", "")).collect::<Vec<_>>().join(" ")
+        })
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// The fields of the process's other forms whose values the case already holds, read-only.
 fn context_facts(def: &ProcessDef, element: &str, vars: &Map<String, Json>) -> Vec<Fact> {
     let own: Vec<&str> = form_of(def, element).iter().map(|f| f.id.as_str()).collect();
@@ -105,7 +155,7 @@ fn context_facts(def: &ProcessDef, element: &str, vars: &Map<String, Json>) -> V
     let mut facts = Vec::new();
     for node in &def.process().nodes {
         let NodeKind::Task(task) = &node.kind else { continue };
-        for field in &task.form {
+        for field in task.form.iter().filter(|f| f.kind != FieldKind::Note) {
             if own.contains(&field.id.as_str()) || !seen.insert(field.id.clone()) {
                 continue;
             }
@@ -124,10 +174,13 @@ fn context_facts(def: &ProcessDef, element: &str, vars: &Map<String, Json>) -> V
 fn decode(form: &[FormField], posted: &Posted) -> (Map<String, Json>, BTreeMap<String, String>) {
     let mut vars = Map::new();
     let mut errors = BTreeMap::new();
-    for field in form {
+    for field in form.iter().filter(|f| !f.readonly && f.kind != FieldKind::Note) {
         let text = posted.iter().find(|(k, _)| *k == field.id).map(|(_, v)| v.trim()).unwrap_or("");
         let value = match field.kind {
             FieldKind::Boolean => Some(Json::Bool(text == "true")),
+            FieldKind::Checklist => Some(Json::Array(
+                posted.iter().filter(|(k, _)| *k == field.id).map(|(_, v)| Json::from(v.as_str())).collect(),
+            )),
             _ if text.is_empty() => None,
             FieldKind::Number => {
                 let normal = text.replace(' ', "").replace(',', ".");
@@ -235,18 +288,37 @@ async fn build(
     let fields: Vec<FieldView> = form_of(&def, &task.element_id)
         .iter()
         .map(|f| {
-            let value = match &feedback.values {
-                Some(posted) => posted.iter().find(|(k, _)| *k == f.id).map(|(_, v)| v.clone()).unwrap_or_default(),
-                None => vars.get(&f.id).map(|v| input_value(v, f.kind)).unwrap_or_default(),
+            let stored = vars.get(&f.id).filter(|v| !v.is_null()).or(f.default.as_ref());
+            let (value, values) = match &feedback.values {
+                Some(posted) if !f.readonly => {
+                    let mut mine = posted.iter().filter(|(k, _)| *k == f.id).map(|(_, v)| v.clone());
+                    let first = mine.next().unwrap_or_default();
+                    let values = std::iter::once(first.clone()).chain(mine).filter(|v| !v.is_empty()).collect();
+                    (first, values)
+                }
+                _ => {
+                    let values = match stored {
+                        Some(Json::Array(items)) => {
+                            items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    (stored.map(|v| input_value(v, f.kind)).unwrap_or_default(), values)
+                }
             };
+            let note = f.kind == FieldKind::Note;
             FieldView {
                 id: f.id.clone(),
                 label: f.label.clone(),
                 kind: kind_name(f.kind),
-                required: f.required,
-                hint: f.hint.clone(),
+                required: f.required && !f.readonly,
+                hint: if note { None } else { hint_of(f) },
                 options: f.options.clone(),
                 value,
+                values,
+                readonly: f.readonly && !note,
+                shown: stored.map(|v| shown(v, f)).filter(|s| !s.is_empty()),
+                paragraphs: if note { paragraphs(f.hint.as_deref().unwrap_or("")) } else { Vec::new() },
                 error: feedback.errors.get(&f.id).cloned(),
             }
         })
@@ -425,6 +497,9 @@ mod tests {
             required: false,
             hint: None,
             options: vec![],
+            readonly: false,
+            default: None,
+            rules: Default::default(),
             pos: Default::default(),
         }
     }
@@ -439,6 +514,34 @@ mod tests {
         assert_eq!(Json::Object(vars), serde_json::json!({"n": 3.5, "b": false, "t": "текст"}));
         let (_, errors) = decode(&form, &vec![("n".into(), "много".into())]);
         assert_eq!(errors["n"], "Введите число, например 12 или 3,5.");
+    }
+
+    #[test]
+    fn checklists_decode_to_lists_and_read_only_fields_are_not_submitted() {
+        let mut shown = field("who", FieldKind::Text);
+        shown.readonly = true;
+        let form = [field("ch", FieldKind::Checklist), shown, field("note", FieldKind::Note)];
+        let posted: Posted =
+            vec![("ch".into(), "a".into()), ("who".into(), "подмена".into()), ("ch".into(), "b".into())];
+        let (vars, errors) = decode(&form, &posted);
+        assert!(errors.is_empty());
+        assert_eq!(Json::Object(vars), serde_json::json!({"ch": ["a", "b"]}));
+    }
+
+    #[test]
+    fn rules_are_told_in_the_hint() {
+        let mut f = field("c", FieldKind::Textarea);
+        f.hint = Some("Коротко.".into());
+        f.rules.min_length = Some(5);
+        f.rules.max_length = Some(21);
+        assert_eq!(hint_of(&f).as_deref(), Some("Коротко. От 5 до 21 символа."));
+        let mut n = field("n", FieldKind::Number);
+        n.rules.min = Some(1.5);
+        assert_eq!(hint_of(&n).as_deref(), Some("Число не меньше 1,5."));
+        assert_eq!(
+            paragraphs("# Заголовок\n\nПервый **абзац**\nпродолжение"),
+            ["Заголовок", "Первый абзац продолжение"]
+        );
     }
 
     #[test]
