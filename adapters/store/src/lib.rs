@@ -283,6 +283,20 @@ impl Store {
         Ok(row)
     }
 
+    /// The Camunda Forms deployed with a definition version, by form id.
+    pub async fn definition_forms(&self, key: &str, version: i64) -> Result<Vec<DefinitionForm>> {
+        let rows: Vec<DefinitionForm> = on_pool!(&self.pool, |c| {
+            sqlx::query_as(
+                "SELECT form_id, file_name, content FROM definition_forms WHERE definition_key = $1 AND version = $2 ORDER BY form_id",
+            )
+            .bind(key)
+            .bind(version)
+            .fetch_all(c)
+            .await?
+        });
+        Ok(rows)
+    }
+
     /// The next instant a timer or start timer can be taken: its due time, or the expiry of
     /// the lease another node holds on it.
     pub async fn next_due(&self) -> Result<Option<Ts>> {
@@ -525,6 +539,15 @@ impl TaskRow {
             InboxSort::Created => ms(self.created_at),
         }
     }
+}
+
+/// A `definition_forms` row: a Camunda Form deployed with a definition version.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DefinitionForm {
+    pub form_id: String,
+    pub file_name: String,
+    /// The form's JSON, as deployed.
+    pub content: String,
 }
 
 /// A `definitions` row without its XML.
@@ -824,6 +847,26 @@ impl Tx {
         .await?
         .rows_affected()
         });
+        Ok(())
+    }
+
+    /// Stores the Camunda Forms of a new definition version.
+    pub async fn insert_definition_forms(&mut self, key: &str, version: i64, forms: &[DefinitionForm]) -> Result<()> {
+        for f in forms {
+            on!(self, |c| {
+                sqlx::query(
+                    "INSERT INTO definition_forms (definition_key, version, form_id, file_name, content) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(key)
+                .bind(version)
+                .bind(&f.form_id)
+                .bind(&f.file_name)
+                .bind(&f.content)
+                .execute(c)
+                .await?
+                .rows_affected()
+            });
+        }
         Ok(())
     }
 
