@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reglament_engine::feel::{Budget, Vars};
+use reglament_engine::form::FormFile;
 use reglament_engine::model::{NodeKind, TaskKind, Trigger};
 use reglament_engine::runtime::{
     self, ChildOutcome, Command, Effect, Env, Event, Instance, ParentRef, ProcessDef, Rejection, StartCommand, Status,
@@ -378,11 +379,20 @@ impl Runtime {
             .definition_xml(key, Some(version))
             .await?
             .ok_or_else(|| DriverError::NotFound(Missing::DefinitionVersion { key: key.to_string(), version }))?;
-        self.cache_definition(key, version, &xml)
+        let forms = self.inner.store.definition_forms(key, version).await?;
+        self.cache_definition(key, version, &xml, &forms)
     }
 
-    fn cache_definition(&self, key: &str, version: i64, xml: &str) -> Result<Arc<ProcessDef>, DriverError> {
-        let (defs, diags) = reglament_engine::parse_definitions(xml.as_bytes());
+    fn cache_definition(
+        &self,
+        key: &str,
+        version: i64,
+        xml: &str,
+        forms: &[store::DefinitionForm],
+    ) -> Result<Arc<ProcessDef>, DriverError> {
+        let files: Vec<FormFile<'_>> =
+            forms.iter().map(|f| FormFile { name: &f.file_name, bytes: f.content.as_bytes() }).collect();
+        let (defs, diags) = reglament_engine::parse_with_forms(xml.as_bytes(), &files);
         if let Some(d) = diags.iter().find(|d| d.is_error()) {
             return Err(DriverError::Corrupt(format!(
                 "stored definition `{key}` v{version} does not parse: {}",
@@ -549,6 +559,18 @@ impl Runtime {
     /// Deploys a BPMN document: each executable process becomes a new version of its key when
     /// its XML changed. Invalid models are refused with all diagnostics.
     pub async fn deploy(&self, xml: &[u8], by: Option<&str>) -> Result<Vec<Deployed>, DeployError> {
+        self.deploy_with_forms(xml, Vec::new(), by).await
+    }
+
+    /// [`Runtime::deploy`] of a model with Camunda Forms: `forms` are `.form` files (name,
+    /// bytes). The forms the model's user tasks link are stored with each new version (and
+    /// count in its hash: a changed form is a new version); the others are checked and left.
+    pub async fn deploy_with_forms(
+        &self,
+        xml: &[u8],
+        forms: Vec<(String, Vec<u8>)>,
+        by: Option<&str>,
+    ) -> Result<Vec<Deployed>, DeployError> {
         let text = std::str::from_utf8(xml).map_err(|_| {
             DeployError::Invalid(vec![reglament_engine::Diagnostic::error(
                 reglament_engine::Code::MalformedXml,
@@ -562,13 +584,35 @@ impl Runtime {
         // Parsing and validation are CPU-bound: off the async threads, so a large model never
         // stalls other requests, timers or health checks.
         let bytes = xml.to_vec();
-        let (defs, diags) = tokio::task::spawn_blocking(move || reglament_engine::check(&bytes, &known))
-            .await
-            .map_err(|e| DeployError::Engine(panic_text(e.into_panic())))?;
+        let (defs, diags, kept) = tokio::task::spawn_blocking(move || {
+            let files: Vec<FormFile<'_>> =
+                forms.iter().map(|(name, bytes)| FormFile { name: name.as_str(), bytes: bytes.as_slice() }).collect();
+            let (defs, diags) = reglament_engine::check_with_forms(&bytes, &files, &known);
+            let linked = reglament_engine::form::linked_ids(&defs);
+            let kept: Vec<store::DefinitionForm> = reglament_engine::form::read_files(&files)
+                .0
+                .into_iter()
+                .filter(|f| linked.contains(&f.id))
+                .filter_map(|f| {
+                    let (_, bytes) = forms.iter().find(|(name, _)| *name == f.file)?;
+                    let content = String::from_utf8(bytes.clone()).ok()?;
+                    Some(store::DefinitionForm { form_id: f.id, file_name: f.file, content })
+                })
+                .collect();
+            (defs, diags, kept)
+        })
+        .await
+        .map_err(|e| DeployError::Engine(panic_text(e.into_panic())))?;
         if diags.iter().any(|d| d.is_error()) {
             return Err(DeployError::Invalid(diags));
         }
-        let hash = format!("{:x}", Sha256::digest(xml));
+        let mut hasher = Sha256::new();
+        hasher.update(xml);
+        for f in &kept {
+            hasher.update(format!("\0{}\0{}\0", f.form_id, f.file_name.len()));
+            hasher.update(f.content.as_bytes());
+        }
+        let hash = format!("{:x}", hasher.finalize());
         let now = self.now();
         let mut tx = self.inner.store.begin().await.map_err(DeployError::Store)?;
         let mut out = Vec::new();
@@ -591,6 +635,7 @@ impl Runtime {
                 })
                 .await
                 .map_err(DeployError::Store)?;
+                tx.insert_definition_forms(&process.id, version, &kept).await.map_err(DeployError::Store)?;
                 let fields = serde_json::to_string(&process.settings.registry).expect("registry map serialises");
                 tx.upsert_registry(&process.id, &fields, now).await.map_err(DeployError::Store)?;
                 let def =

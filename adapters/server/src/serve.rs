@@ -119,19 +119,29 @@ fn directory_error(path: &Path, message: String) -> StartError {
 }
 
 /// Deploys every `.bpmn` of `dir`, in passes, so a file whose call activities target processes
-/// of another file deploys once that one has.
+/// of another file deploys once that one has. The `.form` files of `dir` (Camunda Forms) go
+/// with every model; each keeps those its user tasks link.
 pub async fn deploy_folder(rt: &Runtime, dir: &Path) -> Result<usize, StartError> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "bpmn"))
-            .collect(),
+    let paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(_) => {
             warn!(folder = %dir.display(), "no definitions folder; nothing deployed");
             return Ok(0);
         }
     };
-    files.sort();
+    let with_ext = |ext: &str| {
+        let mut found: Vec<PathBuf> =
+            paths.iter().filter(|p| p.extension().is_some_and(|e| e == ext)).cloned().collect();
+        found.sort();
+        found
+    };
+    let mut files = with_ext("bpmn");
+    let mut forms = Vec::new();
+    for path in with_ext("form") {
+        let bytes = std::fs::read(&path).map_err(|source| StartError::ReadDefinition { path: path.clone(), source })?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        forms.push((name, bytes));
+    }
     let mut deployed = 0;
     let mut last_errors = Vec::new();
     loop {
@@ -141,7 +151,7 @@ pub async fn deploy_folder(rt: &Runtime, dir: &Path) -> Result<usize, StartError
         for file in files {
             let bytes =
                 std::fs::read(&file).map_err(|source| StartError::ReadDefinition { path: file.clone(), source })?;
-            match rt.deploy(&bytes, Some("reglament serve")).await {
+            match rt.deploy_with_forms(&bytes, forms.clone(), Some("reglament serve")).await {
                 Ok(list) => {
                     deployed += list.len();
                     progress = true;
