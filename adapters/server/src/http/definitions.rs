@@ -1,9 +1,10 @@
-//! Definitions: deploy (BPMN XML), list, one, its XML, its versions.
+//! Definitions: deploy (BPMN XML, or a BPMN model with its Camunda Forms as
+//! `multipart/form-data`), list, one, its XML, its versions.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::DefinitionList;
 use super::auth::{CurrentUser, PROCESS_OWNERS};
-use super::error::{ApiError, Problem, Resource};
+use super::error::{ApiError, Problem, Resource, from_rejection};
 use super::extract::{ApiQuery, RawBody};
 use super::views::DefinitionView;
 use reglament_store::DefinitionRow;
@@ -43,27 +44,58 @@ pub struct VersionQuery {
     pub version: Option<i64>,
 }
 
+/// The parts of a multipart deployment, as OpenAPI shows them.
+#[derive(Debug, ToSchema)]
+pub struct DeployParts {
+    /// The BPMN 2.0 model: one part whose file name ends in `.bpmn` (or `.xml`).
+    #[schema(value_type = String, format = Binary)]
+    pub model: Vec<u8>,
+    /// Camunda Forms: parts whose file names end in `.form`, any number; a user task links
+    /// one by `zeebe:formDefinition formId` = the form's `id`.
+    #[schema(value_type = Vec<String>, format = Binary)]
+    pub forms: Vec<Vec<u8>>,
+}
+
 /// Deploys a BPMN 2.0 document: each executable process becomes a new version of its key when
-/// its XML changed. Needs the `process-owners` group.
+/// its XML (or one of its forms) changed. Needs the `process-owners` group. A model whose user
+/// tasks link Camunda Forms is deployed as `multipart/form-data` with its `.form` files
+/// (`curl -F model=@order.bpmn -F form=@decision.form`); findings in a form name its `file`.
 #[utoipa::path(
-    post, path = "/api/definitions", operation_id = "deployDefinition", summary = "Развернуть определение процесса (BPMN)", tag = "definitions",
-    request_body(content = String, content_type = "application/xml", description = "BPMN 2.0 XML, до 16 МиБ"),
+    post, path = "/api/definitions", operation_id = "deployDefinition", summary = "Развернуть определение процесса (BPMN, формы Camunda)", tag = "definitions",
+    request_body(
+        description = "BPMN 2.0 XML, до 16 МиБ; или multipart/form-data: файл .bpmn и файлы форм .form",
+        content(
+            (String = "application/xml"),
+            (DeployParts = "multipart/form-data"),
+        ),
+    ),
     responses(
         (status = 201, description = "Развёрнута новая версия", body = DeployResponse),
         (status = 200, description = "Такая версия уже развёрнута", body = DeployResponse),
+        (status = 400, description = "Составное тело без файла .bpmn, с двумя моделями или с файлом другого типа", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Нет токена", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Нужна группа process-owners", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Слишком большой файл", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Модель с ошибками: `errors` с line, column, element, message", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Модель или форма с ошибками: `errors` с file (для формы), line, column, element, message", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn deploy(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    RawBody(xml): RawBody,
-) -> Result<Response, ApiError> {
+pub async fn deploy(State(state): State<AppState>, user: CurrentUser, request: Request) -> Result<Response, ApiError> {
     user.require_group(PROCESS_OWNERS, "Развёртывать определения процессов")?;
-    let deployed = state.runtime.deploy(&xml, Some(user.login())).await?;
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    let deployed = if multipart {
+        let parts = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| from_rejection(e.status(), format!("Составное тело не читается: {}", e.body_text())))?;
+        let (xml, forms) = model_and_forms(parts).await?;
+        state.runtime.deploy_with_forms(&xml, forms, Some(user.login())).await?
+    } else {
+        let RawBody(xml) = RawBody::from_request(request, &state).await?;
+        state.runtime.deploy(&xml, Some(user.login())).await?
+    };
     let first = deployed.first().ok_or_else(|| ApiError::internal("a valid model deployed no process"))?;
     let created = deployed.iter().any(|d| d.created);
     let body = DeployResponse {
@@ -78,6 +110,38 @@ pub async fn deploy(
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let location = format!("{}/api/definitions/{}", state.base_url, first.key);
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+/// The one `.bpmn` part and the `.form` parts (file name, bytes) of a multipart deployment.
+async fn model_and_forms(mut parts: Multipart) -> Result<(Vec<u8>, Vec<(String, Vec<u8>)>), ApiError> {
+    let mut model: Option<(String, Vec<u8>)> = None;
+    let mut forms = Vec::new();
+    let unreadable = |e: axum::extract::multipart::MultipartError| {
+        from_rejection(e.status(), format!("Составное тело не читается: {}", e.body_text()))
+    };
+    while let Some(part) = parts.next_field().await.map_err(unreadable)? {
+        let name = part.file_name().or(part.name()).unwrap_or("").to_string();
+        let lower = name.to_lowercase();
+        let bytes = part.bytes().await.map_err(unreadable)?.to_vec();
+        if lower.ends_with(".form") {
+            forms.push((name, bytes));
+        } else if lower.ends_with(".bpmn") || lower.ends_with(".xml") {
+            if let Some((first, _)) = &model {
+                return Err(ApiError::BadRequest(format!(
+                    "В развёртывании две модели: `{first}` и `{name}`; разверните их по одной"
+                )));
+            }
+            model = Some((name, bytes));
+        } else {
+            return Err(ApiError::BadRequest(format!(
+                "Часть `{name}` — не модель .bpmn и не форма .form; имя файла должно оканчиваться на .bpmn или .form"
+            )));
+        }
+    }
+    let (_, xml) = model.ok_or_else(|| {
+        ApiError::BadRequest("В составном теле нет модели: добавьте файл .bpmn (curl -F model=@process.bpmn)".into())
+    })?;
+    Ok((xml, forms))
 }
 
 async fn registry_by_key(state: &AppState) -> Result<BTreeMap<String, RegistryEntry>, ApiError> {

@@ -72,6 +72,9 @@ pub struct FieldError {
 /// A diagnostic of a BPMN model refused at deployment.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelError {
+    /// The `.form` file the finding is in; absent when it is in the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub line: u32,
     pub column: u32,
     pub element: Option<String>,
@@ -201,6 +204,7 @@ impl ApiError {
 
 fn model_error(d: &Diagnostic) -> ModelError {
     ModelError {
+        file: d.file.clone(),
         line: d.pos.line,
         column: d.pos.col,
         element: d.element.clone(),
