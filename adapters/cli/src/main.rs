@@ -24,7 +24,9 @@ enum Command {
     },
     /// Parse and validate BPMN files; prints `file:line:col: error: message [element]`.
     Validate {
-        /// BPMN 2.0 XML files; call activities may target processes of any of them.
+        /// BPMN 2.0 XML files; call activities may target processes of any of them. Camunda
+        /// Forms (`.form`) given here go with every model; without any, each model takes the
+        /// `.form` files of its own folder.
         #[arg(required = true)]
         files: Vec<String>,
     },
