@@ -10,6 +10,7 @@ mod corpus;
 mod crash;
 mod definitions;
 mod email;
+mod forms;
 mod http;
 mod jobs;
 mod mail;
