@@ -21,9 +21,12 @@ use crate::runtime::{FieldProblem, FieldProblemKind, FormProblems};
 /// and its fields in the order shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CamundaForm {
+    /// Empty when the file could not be read far enough to know it.
     pub id: String,
     pub file: String,
     pub fields: Vec<FormField>,
+    /// The form has errors (reported where they are): tasks linking it get no fields.
+    pub broken: bool,
 }
 
 /// A `.form` file of a deployment: its name (for diagnostics) and its bytes.
@@ -50,27 +53,31 @@ pub fn read_files(files: &[FormFile<'_>]) -> (Vec<CamundaForm>, Vec<Diagnostic>)
                 vec![Diagnostic::error(Code::BadValue, Pos { line: 1, col: 1 }, None, "the file is not valid UTF-8")],
             ),
         };
+        let broken = found.iter().any(Diagnostic::is_error);
         diags.extend(found.into_iter().map(|d| d.in_file(file.name)));
-        if let Some(mut form) = form {
-            form.file = file.name.to_string();
-            if let Some((_, other)) = seen.iter().find(|(id, _)| *id == form.id) {
-                diags.push(
-                    Diagnostic::error(
-                        Code::DuplicateId,
-                        Pos { line: 1, col: 1 },
-                        None,
-                        format!(
-                            "form id `{}` is also the id of {other}; each form of a deployment needs its own id",
-                            form.id
-                        ),
-                    )
-                    .in_file(file.name),
-                );
-                continue;
-            }
-            seen.push((form.id.clone(), file.name));
-            forms.push(form);
+        let mut form =
+            form.unwrap_or_else(|| CamundaForm { id: String::new(), file: String::new(), fields: Vec::new(), broken });
+        form.file = file.name.to_string();
+        form.broken = broken;
+        if !form.id.is_empty()
+            && let Some((_, other)) = seen.iter().find(|(id, _)| *id == form.id)
+        {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateId,
+                    Pos { line: 1, col: 1 },
+                    None,
+                    format!(
+                        "form id `{}` is also the id of {other}; each form of a deployment needs its own id",
+                        form.id
+                    ),
+                )
+                .in_file(file.name),
+            );
+            continue;
         }
+        seen.push((form.id.clone(), file.name));
+        forms.push(form);
     }
     (forms, diags)
 }
@@ -156,9 +163,9 @@ fn read(text: &str, source: Source<'_>) -> (Option<CamundaForm>, Vec<Diagnostic>
     }
     let mut fields = Vec::new();
     reader.components(components, &mut fields);
-    let form = id.map(|id| CamundaForm { id: id.to_string(), file: String::new(), fields });
-    let ok = !reader.diags.iter().any(Diagnostic::is_error);
-    (form.filter(|_| ok), reader.diags)
+    let broken = reader.diags.iter().any(Diagnostic::is_error);
+    let form = id.map(|id| CamundaForm { id: id.to_string(), file: String::new(), fields, broken });
+    (form, reader.diags)
 }
 
 struct Reader<'a> {
@@ -450,13 +457,17 @@ pub fn link(defs: &mut Definitions, forms: &[CamundaForm]) -> Vec<Diagnostic> {
             let Some(link) = task.form_link.clone() else { continue };
             let fields = match &link.target {
                 FormTarget::FormId(id) => match forms.iter().find(|f| &f.id == id) {
+                    Some(form) if form.broken => continue,
                     Some(form) => form.fields.clone(),
                     None => {
-                        let known: Vec<&str> = forms.iter().map(|f| f.id.as_str()).collect();
-                        let known = if known.is_empty() {
-                            "no .form file was deployed with the model".to_string()
-                        } else {
-                            format!("the deployed forms are {}", known.join(", "))
+                        let known: Vec<&str> =
+                            forms.iter().filter(|f| !f.id.is_empty()).map(|f| f.id.as_str()).collect();
+                        let unread: Vec<&str> =
+                            forms.iter().filter(|f| f.id.is_empty()).map(|f| f.file.as_str()).collect();
+                        let known = match (known.is_empty(), unread.is_empty()) {
+                            (true, true) => "no .form file was deployed with the model".to_string(),
+                            (false, true) => format!("the deployed forms are {}", known.join(", ")),
+                            (_, false) => format!("{} could not be read, see its errors", unread.join(", ")),
                         };
                         diags.push(Diagnostic::error(
                             Code::Missing,
@@ -475,8 +486,8 @@ pub fn link(defs: &mut Definitions, forms: &[CamundaForm]) -> Vec<Diagnostic> {
                             d
                         }));
                         match read {
-                            Some(f) => f.fields,
-                            None => continue,
+                            Some(f) if !f.broken => f.fields,
+                            _ => continue,
                         }
                     }
                     None => {
@@ -806,7 +817,7 @@ mod tests {
   "id": "bad"
 }"#;
         let (form, diags) = one(text);
-        assert!(form.is_none());
+        assert!(form.expect("the id is known").broken);
         let lines = messages(&diags);
         assert_eq!(lines.len(), 8, "{lines:#?}");
         assert!(lines[0].starts_with("f.form:3:52: error: component `filepicker` «Файл» (key `file`): component type `filepicker` is not supported; the task page renders textfield"), "{}", lines[0]);
