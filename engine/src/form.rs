@@ -10,12 +10,47 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostics::{Code, Diagnostic, Pos};
 use crate::feel::Vars;
 use crate::model::{Definitions, FieldKind, FieldRules, FormField, FormTarget, NodeKind, TaskKind};
-use crate::runtime::{FieldProblem, FieldProblemKind, FormProblems};
+
+/// What is wrong with a submitted form, one problem per field, in the form's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormProblems(pub Vec<FieldProblem>);
+
+/// One field's problem; `message` is the Russian sentence shown to the official
+/// (`поле «Решение» (decision) обязательно`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    /// The field's id in the form.
+    pub field: String,
+    /// What is wrong: the field is required but empty, or its value is not of its kind.
+    pub kind: FieldProblemKind,
+    pub message: String,
+}
+
+/// The kinds of [`FieldProblem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FieldProblemKind {
+    Required,
+    WrongValue,
+}
+
+impl std::fmt::Display for FormProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(&p.message)?;
+        }
+        Ok(())
+    }
+}
 
 /// A Camunda Form: its id (what `formId` names), the file it came from (empty when embedded)
 /// and its fields in the order shown.

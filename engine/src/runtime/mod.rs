@@ -193,40 +193,8 @@ pub enum Rejection {
     Invalid(String),
 }
 
-/// What is wrong with a submitted form, one problem per field, in the form's order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FormProblems(pub Vec<FieldProblem>);
-
-/// One field's problem; `message` is the Russian sentence shown to the official
-/// (`поле «Решение» (decision) обязательно`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldProblem {
-    /// The field's id in the form.
-    pub field: String,
-    /// What is wrong: the field is required but empty, or its value is not of its kind.
-    pub kind: FieldProblemKind,
-    pub message: String,
-}
-
-/// The kinds of [`FieldProblem`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum FieldProblemKind {
-    Required,
-    WrongValue,
-}
-
-impl std::fmt::Display for FormProblems {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            f.write_str(&p.message)?;
-        }
-        Ok(())
-    }
-}
+/// A refused form's problems: defined with the forms, part of the runtime's vocabulary.
+pub use crate::form::{FieldProblem, FieldProblemKind, FormProblems};
 
 /// The outcome of a command: the events that happened, in order, and the effects to run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
