@@ -91,6 +91,23 @@ async fn camunda_form_task(db: TestDb) {
     );
     let (status, body) = deploy(&web, &owner, &pair).await;
     assert_eq!((status, body["version"].as_i64()), (StatusCode::OK, Some(1)));
+    let (status, stored) =
+        web.api(Method::GET, "/api/definitions/review_decision/forms/review-decision", &owner, None).await;
+    assert_eq!((status, stored["id"].as_str()), (StatusCode::OK, Some("review-decision")));
+    let (status, _) = web.api(Method::GET, "/api/definitions/review_decision/forms/nope", &owner, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let changed = String::from_utf8(form.clone()).unwrap().replace("Листов в ответе", "Листов");
+    let (status, body) = deploy(
+        &web,
+        &owner,
+        &[("model", "review-decision.bpmn", &model), ("form", "review-decision.form", changed.as_bytes())],
+    )
+    .await;
+    assert_eq!((status, body["version"].as_i64()), (StatusCode::CREATED, Some(2)), "{body}");
+    let (_, v1) =
+        web.api(Method::GET, "/api/definitions/review_decision/forms/review-decision?version=1", &owner, None).await;
+    assert_eq!(v1["components"][4]["components"][2]["label"], "Листов в ответе");
 
     let start = json!({"definitionKey": "review_decision", "businessKey": "ЗИ-7", "variables": {"requester": "Иванов Иван Иванович"}});
     let (status, v) = web.api(Method::POST, "/api/process-instances", &owner, Some(start)).await;
@@ -113,7 +130,7 @@ async fn camunda_form_task(db: TestDb) {
     let html = page.text();
     for part in [
         "<h3>Сведения об ответе</h3>",
-        "<p>Решение по обращению</p>",
+        "<h3>Решение по обращению</h3>",
         "<p>Проверьте обращение и выберите решение.",
         "<span class=\"label\" id=\"label-requester\">Заявитель</span>",
         "Иванов Иван Иванович</p>",

@@ -47,8 +47,8 @@ struct FieldView {
     /// Shown as context, not as an input: the case's value in words.
     readonly: bool,
     shown: Option<String>,
-    /// A note's text, paragraph by paragraph.
-    paragraphs: Vec<String>,
+    /// A note's text, block by block: (a heading, the text).
+    paragraphs: Vec<(bool, String)>,
     error: Option<String>,
 }
 
@@ -137,14 +137,20 @@ fn input_value(value: &Json, kind: FieldKind) -> String {
     }
 }
 
-/// A note's text as paragraphs: blank lines part them; Markdown's heading and emphasis marks
-/// are dropped (the page shows plain text).
-fn paragraphs(text: &str) -> Vec<String> {
+/// A note's text as blocks (heading or not, text): blank lines part them, a Markdown heading
+/// (`## …`) is a heading, emphasis marks are dropped (the page shows plain text).
+fn paragraphs(text: &str) -> Vec<(bool, String)> {
     text.split("\n\n")
-        .map(|p| {
-            p.lines().map(|l| l.trim().trim_start_matches('#').trim().replace("**", "")).collect::<Vec<_>>().join(" ")
+        .map(|block| {
+            let heading = block.trim_start().starts_with('#');
+            let text = block
+                .lines()
+                .map(|l| l.trim().trim_start_matches('#').trim().replace("**", ""))
+                .collect::<Vec<_>>()
+                .join(" ");
+            (heading, text)
         })
-        .filter(|p| !p.is_empty())
+        .filter(|(_, p)| !p.is_empty())
         .collect()
 }
 
@@ -540,7 +546,7 @@ mod tests {
         assert_eq!(hint_of(&n).as_deref(), Some("Число не меньше 1,5."));
         assert_eq!(
             paragraphs("# Заголовок\n\nПервый **абзац**\nпродолжение"),
-            ["Заголовок", "Первый абзац продолжение"]
+            [(true, "Заголовок".to_string()), (false, "Первый абзац продолжение".to_string())]
         );
     }
 
