@@ -924,6 +924,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/definitions/{key}"),
     ("get", "/api/definitions/{key}/xml"),
     ("get", "/api/definitions/{key}/versions"),
+    ("get", "/api/definitions/{key}/forms/{formId}"),
     ("post", "/api/process-instances"),
     ("get", "/api/process-instances/{id}"),
     ("get", "/api/process-instances/{id}/history"),

@@ -239,6 +239,39 @@ pub async fn xml(
     Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
 }
 
+/// A Camunda Form deployed with a definition version (the latest unless `version` is given),
+/// as deployed: the `.form` JSON a user task's `zeebe:formDefinition formId` names.
+#[utoipa::path(
+    get, path = "/api/definitions/{key}/forms/{formId}", operation_id = "getDefinitionForm", summary = "Форма Camunda, развёрнутая с определением", tag = "definitions",
+    params(
+        ("key" = String, Path, description = "Идентификатор процесса"),
+        ("formId" = String, Path, description = "Идентификатор формы (id файла .form)"),
+        VersionQuery,
+    ),
+    responses(
+        (status = 200, description = "JSON формы, как развёрнут", body = Object, content_type = "application/json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn form(
+    State(state): State<AppState>,
+    _user: CurrentUser,
+    Path((key, form_id)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<VersionQuery>,
+) -> Result<Response, ApiError> {
+    let versions = versions_of(&state, &key).await?;
+    let row = pick(&versions, &key, q.version)?;
+    let forms = state.runtime.store().definition_forms(&key, row.version).await?;
+    let found = forms.into_iter().find(|f| f.form_id == form_id).ok_or_else(|| {
+        ApiError::NotFound(
+            Resource::Definition,
+            format!("У версии {} определения `{key}` нет формы `{form_id}`", row.version),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], found.content).into_response())
+}
+
 /// Every deployed version of a definition, oldest first.
 #[utoipa::path(
     get, path = "/api/definitions/{key}/versions", operation_id = "listDefinitionVersions", summary = "Версии определения", tag = "definitions",

@@ -161,6 +161,7 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(definitions::get))
         .routes(routes!(definitions::xml))
         .routes(routes!(definitions::versions))
+        .routes(routes!(definitions::form))
         .routes(routes!(instances::start))
         .routes(routes!(instances::get, instances::cancel))
         .routes(routes!(instances::history))

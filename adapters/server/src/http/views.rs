@@ -181,7 +181,8 @@ pub struct FormFieldView {
     /// A line of help under the field; a note's text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
-    /// Shown as context; the completion does not set it.
+    /// Shown as context with the case's value: the task page has no input for it and the
+    /// completion check skips it.
     pub readonly: bool,
     /// The value an empty input starts with.
     #[serde(skip_serializing_if = "Option::is_none")]
