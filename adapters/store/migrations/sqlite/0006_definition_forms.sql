@@ -1,4 +1,4 @@
--- Reglament storage, version 4: the Camunda Forms deployed with a definition version (issue 14).
+-- Reglament storage, version 6: the Camunda Forms deployed with a definition version (issue 14).
 -- The same schema, numbering and names exist for both backends.
 
 -- One row per `.form` file a version's user tasks link (`zeebe:formDefinition formId`): its
