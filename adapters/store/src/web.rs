@@ -356,8 +356,8 @@ impl Store {
 
     /// The instances whose request number contains `search` (as typed, upper- or lower-cased),
     /// through the trigram index of migration 0004: on SQLite the FTS5 table `instance_numbers`
-    /// (its phrase query finds every number containing the text in any case, the LIKEs beside it
-    /// keep the matches), on PostgreSQL the pg_trgm index on the lower-cased key. More than
+    /// (its phrase query finds every number containing the text in any case), on PostgreSQL the
+    /// pg_trgm index on the lower-cased key; the LIKEs beside them keep the matches. More than
     /// [`SEARCH_LISTED`]: [`Found::Broad`].
     async fn search_numbers(&self, search: &str) -> Result<Found> {
         let [typed, upper, lower] = PageInboxQuery::patterns(search);
@@ -377,11 +377,16 @@ impl Store {
                 .await?
             }
             Pool::Postgres(p) => {
-                let matches = PageInboxQuery::matches("business_key", ["$1", "$2", "$3"]);
+                // The index is asked for the longest word of the text only: the other words of a
+                // number («ЗИ», «2026») are in nearly every key, and their trigrams cost the GIN
+                // scan a pass over every instance. The LIKEs then keep the exact matches.
+                let word = search.split(|c: char| !c.is_alphanumeric()).max_by_key(|w| w.chars().count());
+                let candidates = format!("%{}%", word.unwrap_or_default().to_lowercase());
+                let matches = PageInboxQuery::matches("business_key", ["$2", "$3", "$4"]);
                 sqlx::query_as(&format!(
-                    "SELECT id FROM instances WHERE (LOWER(business_key) LIKE LOWER($1) OR LOWER(business_key) LIKE $3) \
-                     AND {matches} LIMIT {limit}"
+                    "SELECT id FROM instances WHERE LOWER(business_key) LIKE $1 AND {matches} LIMIT {limit}"
                 ))
+                .bind(candidates)
                 .bind(typed)
                 .bind(upper)
                 .bind(lower)

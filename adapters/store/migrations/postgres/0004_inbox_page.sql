@@ -4,10 +4,12 @@
 -- Each view of the inbox walks one index in the page's order — due time, tasks without one
 -- last, then id — and stops after a page, so a page costs the same at any size: «Мои задачи»
 -- by assignee, «Задачи моих групп» among the unassigned (PostgreSQL does not take
--- `assignee IS NULL` as fixing the first column of the first index), or by process when one is
--- chosen. The expression is written exactly as the queries write it.
+-- `assignee IS NULL` as fixing the first column of the first index), each also by process
+-- when one is chosen. The expression is written exactly as the queries write it.
 CREATE INDEX tasks_open_assignee_due ON tasks (assignee, COALESCE(due, 9223372036854775807), id)
     WHERE state = 'open';
+CREATE INDEX tasks_open_assignee_definition_due
+    ON tasks (assignee, definition_key, COALESCE(due, 9223372036854775807), id) WHERE state = 'open';
 CREATE INDEX tasks_open_free_due ON tasks (COALESCE(due, 9223372036854775807), id)
     WHERE state = 'open' AND assignee IS NULL;
 CREATE INDEX tasks_open_free_definition_due ON tasks (definition_key, COALESCE(due, 9223372036854775807), id)
