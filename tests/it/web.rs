@@ -490,7 +490,7 @@ on_both!(sign_in, sign_in_is_slowed_down, password_api, people_are_disabled_and_
 
 mod inbox {
     use super::*;
-    on_both!(inbox_page, task_page);
+    on_both!(inbox_page, inbox_counts_and_search, task_page);
 }
 
 /// A reception task with a working-day deadline and a form, and a task offered to nobody.
@@ -627,6 +627,101 @@ async fn inbox_page(db: TestDb) {
     let (status, claimed) =
         web.api(Method::POST, &format!("/api/tasks/{}/claim", free["id"].as_str().unwrap()), &kuznetsov, None).await;
     assert_eq!((status, claimed["assignee"].as_str()), (StatusCode::OK, Some("kuznetsov")));
+    web.finish().await;
+}
+
+/// Counts stop at [`COUNT_CAP`] («1000+», said in the title); a search lists the instances of
+/// its request numbers from the trigram index (in any case; `%` and `_` are plain characters; a
+/// part too short for trigrams still matches), or past 1,000 numbers checks each task as the
+/// view is walked; paging is the same either way.
+async fn inbox_counts_and_search(db: TestDb) {
+    use reglament_store::web::COUNT_CAP;
+    let web = Web::new(db, "http://reglament.test").await;
+    web.person("orlova", "Орлова Татьяна Михайловна", &["reception"], "пароль-приёмной").await;
+    // 1,003 tasks offered to reception (due one minute apart, in number order) and two of
+    // orlova's own, written as rows: the API would take minutes for so many.
+    let due0 = crate::support::test_now().timestamp_millis() + 86_400_000;
+    let mut rows: Vec<(String, String, Option<&str>, &str)> =
+        (1..=1003).map(|i| (format!("vx-{i:04}"), format!("ВХД-{i:04}"), None, "reception")).collect();
+    rows.push(("ab-7".into(), "AB_7".into(), Some("orlova"), ""));
+    rows.push(("ab-8".into(), "AB-8".into(), Some("orlova"), ""));
+    let mut instances = Vec::new();
+    let mut tasks = Vec::new();
+    let mut groups = Vec::new();
+    for (n, (id, key, assignee, group)) in rows.iter().enumerate() {
+        let due = due0 + n as i64 * 60_000;
+        instances.push(format!("('{id}', 'bulk', 1, '{key}', 'active', 1, '{{}}', {due0}, 1)"));
+        let assignee = assignee.map(|a| format!("'{a}'")).unwrap_or("NULL".into());
+        tasks.push(format!(
+            "('{id}.2', '{id}', 2, 'bulk', 'review', 'Рассмотреть', 'open', {assignee}, '{group}', '', {due}, {due0})"
+        ));
+        if !group.is_empty() {
+            groups.push(format!("('{group}', '{id}.2', 'open', {due}, {due0})"));
+        }
+    }
+    let mut tx = web.rt.store().begin().await.unwrap();
+    for sql in [
+        format!(
+            "INSERT INTO instances (id, definition_key, version, business_key, status, rev, state, started_at, \
+             history_len) VALUES {}",
+            instances.join(", ")
+        ),
+        format!(
+            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
+             candidate_groups, candidate_users, due, created_at) VALUES {}",
+            tasks.join(", ")
+        ),
+        format!(
+            "INSERT INTO task_groups (group_name, task_id, state, due_sort, created_at) VALUES {}",
+            groups.join(", ")
+        ),
+    ] {
+        tx.execute_sql(&sql).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut jar = web.sign_in("orlova", "пароль-приёмной").await;
+    let counts = |html: &str| {
+        let text = |view: &str| {
+            let marker = format!("id=\"count-{view}\"");
+            let rest = &html[html.find(&marker).unwrap_or_else(|| panic!("no count of {view}"))..];
+            rest[rest.find('>').unwrap() + 1..].split('<').next().unwrap().to_string()
+        };
+        (text("mine"), text("groups"))
+    };
+
+    let html = web.get("/", &mut jar).await.text();
+    assert_eq!(counts(&html), ("2".into(), format!("{COUNT_CAP}+")));
+    assert!(html.contains(&format!(" title=\"Задач больше {COUNT_CAP}; уточните отбор\">{COUNT_CAP}+<")), "{html}");
+    assert_eq!(row_ids(&html), vec!["ab-7.2", "ab-8.2"]);
+    let with_zeros = rows.iter().filter(|r| r.1.contains("00") && r.2.is_none()).count();
+    assert_eq!(with_zeros, 112);
+    let with_zeros = with_zeros.to_string();
+    for (q, mine, groups) in [
+        ("_", "1", "0"),
+        ("%", "0", "0"),
+        ("ab-8", "1", "0"),
+        ("ВХД-100", "0", "4"),
+        ("вхд-100", "0", "4"),
+        ("00", "0", with_zeros.as_str()),
+        ("ВХД-0", "0", "999"),
+        ("ВХД-1003", "0", "1"),
+        ("нет-такого", "0", "0"),
+    ] {
+        let q_url: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let html = web.get(&format!("/?view=groups&q={q_url}"), &mut jar).await.text();
+        assert_eq!(counts(&html), (mine.to_string(), groups.to_string()), "q={q}");
+    }
+
+    // «ВХД» is in every number: past the listed limit the view is walked, the count capped,
+    // and the next page follows the first in due order.
+    let html = web.get("/?view=groups&q=%D0%92%D0%A5%D0%94", &mut jar).await.text();
+    assert_eq!(counts(&html).1, format!("{COUNT_CAP}+"));
+    let first = row_ids(&html);
+    let expected: Vec<String> = (1..=50).map(|i| format!("vx-{i:04}.2")).collect();
+    assert_eq!(first, expected[..25]);
+    let next = html.split("after=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let html = web.get(&format!("/?view=groups&q=%D0%92%D0%A5%D0%94&after={next}"), &mut jar).await.text();
+    assert_eq!(row_ids(&html), expected[25..]);
     web.finish().await;
 }
 

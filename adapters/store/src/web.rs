@@ -178,6 +178,42 @@ pub struct PageInboxQuery {
     pub limit: u32,
 }
 
+/// The most a view's count counts: a million open tasks are not counted on every page.
+pub const COUNT_CAP: i64 = 1000;
+
+/// A search matching at most this many request numbers narrows the views to their instances;
+/// a broader one (a few characters most numbers share), or one without three letters or digits
+/// in a row for the trigram index, walks the view in due order instead, checking each task's
+/// number, and stops as soon as the page is full.
+const SEARCH_LISTED: i64 = 1000;
+
+/// How many tasks a view holds with the filters, counted up to [`COUNT_CAP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewCount {
+    /// Every task of the view, or [`COUNT_CAP`] when there are more.
+    pub counted: i64,
+    /// There are more than `counted`.
+    pub more: bool,
+}
+
+/// A page of the asked view and the counts of both views with the same filters.
+#[derive(Debug, Clone)]
+pub struct InboxPage {
+    pub rows: Vec<super::TaskRow>,
+    pub mine: ViewCount,
+    pub groups: ViewCount,
+}
+
+/// The instances a search leaves in the views.
+enum Found {
+    /// No search.
+    Any,
+    /// The instances of every matching request number.
+    Listed(Vec<String>),
+    /// Too many to list: the number of each task is checked as the view is walked.
+    Broad,
+}
+
 enum Arg {
     Text(String),
     Int(i64),
@@ -190,25 +226,44 @@ fn escape_like(s: &str) -> String {
 const DUE_KEY: &str = "COALESCE(t.due, 9223372036854775807)";
 
 impl PageInboxQuery {
-    /// The WHERE clause of the view and filters (the cursor only with `paged`), and its args.
-    fn filter(&self, paged: bool) -> (String, Vec<Arg>) {
+    /// The search's LIKE patterns (escaped): the text as typed, upper-cased and lower-cased,
+    /// because SQLite's LOWER and LIKE fold ASCII letters only (so «зи-2026» finds «ЗИ-2026-17»).
+    fn patterns(search: &str) -> [String; 3] {
+        [search.to_string(), search.to_uppercase(), search.to_lowercase()].map(|s| format!("%{}%", escape_like(&s)))
+    }
+
+    /// The SQL that a business key `column` matches the patterns `typed`, `upper`, `lower` in.
+    fn matches(column: &str, [typed, upper, lower]: [&str; 3]) -> String {
+        format!(
+            "({column} LIKE {typed} ESCAPE '\\' OR {column} LIKE {upper} ESCAPE '\\' \
+             OR LOWER({column}) LIKE {lower} ESCAPE '\\')"
+        )
+    }
+
+    /// The WHERE clause of a view with the filters (the cursor only with `paged`), and its args.
+    /// `postgres` picks the name of the substring function.
+    fn filter(&self, view: InboxView, found: &Found, paged: bool, postgres: bool) -> (String, Vec<Arg>) {
         let mut args: Vec<Arg> = Vec::new();
         let mut arg = |a: Arg| {
             args.push(a);
             format!("${}", args.len())
         };
         let login = arg(Arg::Text(self.login.clone()));
+        // `t.state = 'open'` and `t.assignee IS NULL` written as the partial indexes of
+        // migration 0004 are, so both backends use them.
         let mut sql = String::from("t.state = 'open'");
-        match self.view {
+        match view {
             InboxView::Mine => sql.push_str(&format!(" AND t.assignee = {login}")),
             InboxView::Groups => {
+                // The groups are read from the task's own row (joined with commas), not from
+                // `task_groups`: an EXISTS inside this OR becomes a hashed subplan of every open
+                // task on PostgreSQL, where a test of the row lets the walk stop after a page.
+                // `instr`/`strpos` compare exactly, as the join did (SQLite's LIKE ignores case).
+                let find = if postgres { "strpos" } else { "instr" };
                 let mut offered = vec!["(t.candidate_groups = '' AND t.candidate_users = '')".to_string()];
-                if !self.groups.is_empty() {
-                    let list: Vec<String> = self.groups.iter().map(|g| arg(Arg::Text(g.clone()))).collect();
-                    offered.push(format!(
-                        "EXISTS (SELECT 1 FROM task_groups g WHERE g.task_id = t.id AND g.group_name IN ({}))",
-                        list.join(", ")
-                    ));
+                for group in &self.groups {
+                    let needle = arg(Arg::Text(format!(",{group},")));
+                    offered.push(format!("{find}(',' || t.candidate_groups || ',', {needle}) > 0"));
                 }
                 let like = arg(Arg::Text(format!("%,{},%", escape_like(&self.login))));
                 offered.push(format!("(',' || t.candidate_users || ',') LIKE {like} ESCAPE '\\'"));
@@ -219,21 +274,30 @@ impl PageInboxQuery {
             sql.push_str(&format!(" AND t.definition_key = {}", arg(Arg::Text(key.clone()))));
         }
         if let Some(before) = self.due_before {
-            sql.push_str(&format!(" AND t.due IS NOT NULL AND t.due < {}", arg(Arg::Int(ms(before)))));
+            // The sort key, so the range is one of the index; no due date sorts as the largest.
+            sql.push_str(&format!(" AND {DUE_KEY} < {}", arg(Arg::Int(ms(before)))));
         }
-        if let Some(search) = &self.search {
-            // As typed, or lower-cased (SQLite's LOWER and LIKE fold ASCII letters only).
-            let typed = arg(Arg::Text(format!("%{}%", escape_like(search))));
-            let lower = arg(Arg::Text(format!("%{}%", escape_like(&search.to_lowercase()))));
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM instances i WHERE i.id = t.instance_id \
-                 AND (i.business_key LIKE {typed} ESCAPE '\\' OR LOWER(i.business_key) LIKE {lower} ESCAPE '\\'))"
-            ));
+        match found {
+            Found::Any => {}
+            Found::Listed(ids) => {
+                let list: Vec<String> = ids.iter().map(|id| arg(Arg::Text(id.clone()))).collect();
+                sql.push_str(&format!(" AND t.instance_id IN ({})", list.join(", ")));
+            }
+            Found::Broad => {
+                let [typed, upper, lower] =
+                    Self::patterns(self.search.as_deref().unwrap_or_default()).map(|p| arg(Arg::Text(p)));
+                let matches = Self::matches("i.business_key", [&typed, &upper, &lower]);
+                sql.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM instances i WHERE i.id = t.instance_id AND {matches})"
+                ));
+            }
         }
         if paged && let Some((key, id)) = &self.after {
             let k = arg(Arg::Int(*key));
             let i = arg(Arg::Text(id.clone()));
-            sql.push_str(&format!(" AND ({DUE_KEY} > {k} OR ({DUE_KEY} = {k} AND t.id > {i}))"));
+            // A range on the sort key, where the index walk starts (SQLite does not start it
+            // at a row-value comparison over an expression), then the tie on id.
+            sql.push_str(&format!(" AND {DUE_KEY} >= {k} AND ({DUE_KEY} > {k} OR t.id > {i})"));
         }
         (sql, args)
     }
@@ -253,9 +317,21 @@ macro_rules! bind_all {
 }
 
 impl Store {
-    /// A page of the inbox page's view, by due date.
-    pub async fn page_inbox(&self, q: &PageInboxQuery) -> Result<Vec<super::TaskRow>> {
-        let (filter, args) = q.filter(true);
+    /// A page of the query's view, by due date, and the counts of both views.
+    pub async fn inbox_page(&self, q: &PageInboxQuery) -> Result<InboxPage> {
+        let found = match &q.search {
+            None => Found::Any,
+            // Trigrams are made of letters and digits: a shorter part has none to look up.
+            Some(search) if !search.split(|c: char| !c.is_alphanumeric()).any(|w| w.chars().count() >= 3) => {
+                Found::Broad
+            }
+            Some(search) => self.search_numbers(search).await?,
+        };
+        if matches!(&found, Found::Listed(ids) if ids.is_empty()) {
+            let none = ViewCount { counted: 0, more: false };
+            return Ok(InboxPage { rows: Vec::new(), mine: none, groups: none });
+        }
+        let (filter, args) = q.filter(q.view, &found, true, self.is_postgres());
         let sql = format!(
             "SELECT {} FROM tasks t WHERE {filter} ORDER BY {DUE_KEY}, t.id LIMIT {}",
             super::TASK_COLUMNS_T,
@@ -263,15 +339,66 @@ impl Store {
         );
         let rows: Vec<super::TaskRecord> =
             on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_all(c).await?);
-        Ok(rows.into_iter().map(super::TaskRow::from_record).collect())
+        Ok(InboxPage {
+            rows: rows.into_iter().map(super::TaskRow::from_record).collect(),
+            mine: self.view_count(q, InboxView::Mine, &found).await?,
+            groups: self.view_count(q, InboxView::Groups, &found).await?,
+        })
     }
 
-    /// How many tasks the view holds with these filters (cursor ignored).
-    pub async fn page_inbox_count(&self, q: &PageInboxQuery) -> Result<i64> {
-        let (filter, args) = q.filter(false);
-        let sql = format!("SELECT COUNT(*) FROM tasks t WHERE {filter}");
+    /// How many tasks a view holds with the query's filters (cursor ignored), up to the cap.
+    async fn view_count(&self, q: &PageInboxQuery, view: InboxView, found: &Found) -> Result<ViewCount> {
+        let (filter, args) = q.filter(view, found, false, self.is_postgres());
+        let sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) x", COUNT_CAP + 1);
         let row: (i64,) = on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
-        Ok(row.0)
+        Ok(ViewCount { counted: row.0.min(COUNT_CAP), more: row.0 > COUNT_CAP })
+    }
+
+    /// The instances whose request number contains `search` (as typed, upper- or lower-cased),
+    /// through the trigram index of migration 0004: on SQLite the FTS5 table `instance_numbers`
+    /// (its phrase query finds every number containing the text in any case), on PostgreSQL the
+    /// pg_trgm index on the lower-cased key; the LIKEs beside them keep the matches. More than
+    /// [`SEARCH_LISTED`]: [`Found::Broad`].
+    async fn search_numbers(&self, search: &str) -> Result<Found> {
+        let [typed, upper, lower] = PageInboxQuery::patterns(search);
+        let limit = SEARCH_LISTED + 1;
+        let rows: Vec<(String,)> = match &self.pool {
+            Pool::Sqlite(p) => {
+                let matches = PageInboxQuery::matches("business_key", ["$2", "$3", "$4"]);
+                let phrase = format!("\"{}\"", search.replace('"', "\"\""));
+                sqlx::query_as(&format!(
+                    "SELECT instance_id FROM instance_numbers WHERE instance_numbers MATCH $1 AND {matches} LIMIT {limit}"
+                ))
+                .bind(phrase)
+                .bind(typed)
+                .bind(upper)
+                .bind(lower)
+                .fetch_all(p)
+                .await?
+            }
+            Pool::Postgres(p) => {
+                // The index is asked for the longest word of the text only: the other words of a
+                // number («ЗИ», «2026») are in nearly every key, and their trigrams cost the GIN
+                // scan a pass over every instance. The LIKEs then keep the exact matches.
+                let word = search.split(|c: char| !c.is_alphanumeric()).max_by_key(|w| w.chars().count());
+                let candidates = format!("%{}%", word.unwrap_or_default().to_lowercase());
+                let matches = PageInboxQuery::matches("business_key", ["$2", "$3", "$4"]);
+                sqlx::query_as(&format!(
+                    "SELECT id FROM instances WHERE LOWER(business_key) LIKE $1 AND {matches} LIMIT {limit}"
+                ))
+                .bind(candidates)
+                .bind(typed)
+                .bind(upper)
+                .bind(lower)
+                .fetch_all(p)
+                .await?
+            }
+        };
+        Ok(if rows.len() as i64 > SEARCH_LISTED {
+            Found::Broad
+        } else {
+            Found::Listed(rows.into_iter().map(|r| r.0).collect())
+        })
     }
 
     /// The business keys of instances, by id (ids without one are left out).

@@ -15,7 +15,7 @@ use super::pages::{render, server_error};
 use super::session::WebUser;
 use crate::http::AppState;
 use crate::http::task_facts::{TaskFacts, facts};
-use reglament_store::web::{InboxView, PageInboxQuery};
+use reglament_store::web::{InboxPage, InboxView, PageInboxQuery, ViewCount};
 use reglament_store::{TaskRow, Ts};
 
 /// Rows per page.
@@ -78,6 +78,12 @@ fn end_of(date: NaiveDate, tz: chrono_tz::Tz) -> Option<Ts> {
     tz.from_local_datetime(&next).earliest().map(|t| t.to_utc())
 }
 
+/// A view's count for its tab: past the cap, «1000+» with a title that says so.
+fn count_text(c: ViewCount) -> minijinja::Value {
+    let text = if c.more { format!("{}+", c.counted) } else { c.counted.to_string() };
+    context! { text, more => c.more, counted => c.counted }
+}
+
 fn non_empty(v: &Option<String>) -> Option<String> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
@@ -104,26 +110,22 @@ pub async fn page(State(state): State<AppState>, user: WebUser, Query(p): Query<
     if overdue {
         due_before = Some(due_before.map_or(now, |d| d.min(now)));
     }
-    let query = |view| PageInboxQuery {
+    let query = PageInboxQuery {
         login: user.user.login.clone(),
         groups: user.user.groups.clone(),
         view,
         definition_key: process.clone(),
         due_before,
         search: search.clone(),
-        after: None,
+        after: p.after.as_deref().and_then(parse_cursor),
         limit: PAGE_SIZE,
     };
     let store = state.runtime.store();
-    let mut current = query(view);
-    current.after = p.after.as_deref().and_then(parse_cursor);
     let loaded = async {
-        let rows = store.page_inbox(&current).await?;
-        let mine = store.page_inbox_count(&query(InboxView::Mine)).await?;
-        let groups = store.page_inbox_count(&query(InboxView::Groups)).await?;
+        let InboxPage { rows, mine, groups } = store.inbox_page(&query).await?;
         let facts = facts(&state, &rows, now).await?;
         let processes = store.definitions().await?;
-        Ok::<_, reglament_store::StoreError>((rows, mine, groups, facts, processes))
+        Ok::<_, reglament_store::StoreError>((rows, count_text(mine), count_text(groups), facts, processes))
     };
     let (rows, mine, groups, facts, processes) = match loaded.await {
         Ok(loaded) => loaded,
