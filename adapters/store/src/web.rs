@@ -250,7 +250,7 @@ impl PageInboxQuery {
         };
         let login = arg(Arg::Text(self.login.clone()));
         // `t.state = 'open'` and `t.assignee IS NULL` written as the partial indexes of
-        // migration 0004 are, so both backends use them.
+        // migration 0007 are, so both backends use them.
         let mut sql = String::from("t.state = 'open'");
         match view {
             InboxView::Mine => sql.push_str(&format!(" AND t.assignee = {login}")),
@@ -355,7 +355,7 @@ impl Store {
     }
 
     /// The instances whose request number contains `search` (as typed, upper- or lower-cased),
-    /// through the trigram index of migration 0004: on SQLite the FTS5 table `instance_numbers`
+    /// through the trigram index of migration 0007: on SQLite the FTS5 table `instance_numbers`
     /// (its phrase query finds every number containing the text in any case), on PostgreSQL the
     /// pg_trgm index on the lower-cased key; the LIKEs beside them keep the matches. More than
     /// [`SEARCH_LISTED`]: [`Found::Broad`].

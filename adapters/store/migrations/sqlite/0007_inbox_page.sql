@@ -1,4 +1,4 @@
--- Reglament storage, version 4: the inbox page with a million open tasks (issue 14).
+-- Reglament storage, version 7: the inbox page with a million open tasks (issue 14).
 -- The same schema, numbering and names exist for both backends.
 
 -- Each view of the inbox walks one index in the page's order — due time, tasks without one
@@ -15,8 +15,13 @@ CREATE INDEX tasks_open_free_due ON tasks (COALESCE(due, 9223372036854775807), i
 CREATE INDEX tasks_open_free_definition_due ON tasks (definition_key, COALESCE(due, 9223372036854775807), id)
     WHERE state = 'open' AND assignee IS NULL;
 
--- Request numbers found by any part of three characters or more: a trigram index of the
--- lower-cased business keys. pg_trgm ships with PostgreSQL and is a trusted extension, so the
--- database's owner may create it.
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX instances_number_trgm ON instances USING gin (LOWER(business_key) gin_trgm_ops);
+-- Request numbers found by any part of three characters or more: a trigram index (FTS5) of
+-- the business keys, kept by a trigger. Instances are never deleted and their business key never
+-- changes, so inserts are all it follows.
+CREATE VIRTUAL TABLE instance_numbers USING fts5(business_key, instance_id UNINDEXED, tokenize = 'trigram');
+INSERT INTO instance_numbers (business_key, instance_id)
+    SELECT business_key, id FROM instances WHERE business_key IS NOT NULL;
+CREATE TRIGGER instances_number AFTER INSERT ON instances WHEN new.business_key IS NOT NULL
+BEGIN
+    INSERT INTO instance_numbers (business_key, instance_id) VALUES (new.business_key, new.id);
+END;
