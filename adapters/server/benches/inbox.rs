@@ -241,7 +241,7 @@ async fn bench(kind: &str, n: i64, rounds: usize) {
         .unwrap();
     let rt = Runtime::start(
         store.clone(),
-        Env { calendars: reglament_server::calendars::load(&[]).unwrap() },
+        Env { calendars: reglament_server::calendars::load(&[]).unwrap(), ..Env::default() },
         DriverConfig::from_settings(
             &reglament_server::settings::Settings::defaults(),
             reglament_server::clock::Clock::system(),
