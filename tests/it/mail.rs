@@ -77,19 +77,23 @@ impl Received {
 }
 
 pub fn received(dir: &Path) -> Vec<Received> {
-    let envelopes: BTreeMap<String, Vec<String>> = std::fs::read_to_string(dir.join("envelopes.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let meta: Value = serde_json::from_str(line).expect("an envelope line");
-            let rcpt = meta["rcpt_tos"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-            (meta["file"].as_str().unwrap().to_string(), rcpt)
-        })
-        .collect();
+    // The server appends a message's envelope line before it renames the message into place, so
+    // listing the messages first and reading the envelopes afterwards finds every listed
+    // message's envelope (the other order races with a message arriving in between).
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
     files.sort();
+    let envelopes: BTreeMap<String, Vec<String>> = std::fs::read_to_string(dir.join("envelopes.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        // A line being written right now may be cut short; it belongs to a message not listed yet.
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|meta| {
+            let rcpt = meta["rcpt_tos"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            (meta["file"].as_str().unwrap().to_string(), rcpt)
+        })
+        .collect();
     files
         .into_iter()
         .map(|eml| {
