@@ -147,12 +147,9 @@ pub async fn create_token(
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     admin(&user)?;
-    let store = state.runtime.store();
-    if store.user(&login).await?.is_none() {
-        return Err(ApiError::NotFound(Resource::User, format!("Пользователя `{login}` нет")));
-    }
+    existing(&state, &login).await?;
     let token = new_token().map_err(ApiError::internal)?;
-    store.insert_token(&hash_token(&token), &login, req.label.as_deref(), Utc::now()).await?;
+    state.runtime.store().insert_token(&hash_token(&token), &login, req.label.as_deref(), Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { login, token })))
 }
 

@@ -56,6 +56,11 @@ pub fn working_days_left(days: i64) -> Option<String> {
     }
 }
 
+/// Login → the name to show (the person's name, else the login), for the people of `users`.
+pub fn names(users: &[reglament_store::auth::UserRecord]) -> std::collections::HashMap<&str, &str> {
+    users.iter().map(|u| (u.login.as_str(), u.name.as_deref().unwrap_or(u.login.as_str()))).collect()
+}
+
 /// Groups by the names the directory gives them (`[groups]`), else by id, joined by commas.
 pub fn groups<'a>(
     ids: impl IntoIterator<Item = &'a str>,

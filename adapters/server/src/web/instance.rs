@@ -90,8 +90,7 @@ async fn build(state: &AppState, user: &WebUser, id: &str) -> Result<Option<Resp
     let def = state.runtime.definition(&row.definition_key, row.version).await.map_err(|e| e.to_string())?;
     let tz = def.tz;
     let users = store.users().await.map_err(|e| e.to_string())?;
-    let names: HashMap<&str, &str> =
-        users.iter().map(|u| (u.login.as_str(), u.name.as_deref().unwrap_or(u.login.as_str()))).collect();
+    let names = format::names(&users);
     let name_of = |login: &str| names.get(login).copied().unwrap_or(login).to_string();
     let group_names = store.group_names().await.map_err(|e| e.to_string())?;
     let open: Vec<OpenTask> = tasks

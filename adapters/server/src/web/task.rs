@@ -5,7 +5,7 @@
 //! engine's form check are the API's. The page only decodes the form (text to numbers, a
 //! checkbox to a boolean) and puts each message next to its field, with the values kept.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -287,8 +287,7 @@ async fn build(
     let facts = facts(state, std::slice::from_ref(task), now).await.map_err(|e| e.to_string())?.remove(0);
     let vars = instance.state.vars(ROOT).cloned().unwrap_or_default();
     let users = store.users().await.map_err(|e| e.to_string())?;
-    let names: HashMap<&str, &str> =
-        users.iter().map(|u| (u.login.as_str(), u.name.as_deref().unwrap_or(u.login.as_str()))).collect();
+    let names = format::names(&users);
     let name_of = |login: &str| names.get(login).copied().unwrap_or(login).to_string();
 
     let fields: Vec<FieldView> = form_of(&def, &task.element_id)
