@@ -641,6 +641,10 @@ fn identifiers(source: &str) -> Vec<(String, bool)> {
                 out.push((word.to_string(), after_dot));
             }
             after_dot = false;
+        } else if c == '.' && chars.peek().is_some_and(|&(_, d)| d == '.') {
+            // `1..n`: a range, not a path; the name after it is a variable.
+            chars.next();
+            after_dot = false;
         } else if c == '.' {
             after_dot = true;
         } else if !c.is_whitespace() {
@@ -1085,6 +1089,20 @@ mod budget_tests {
         let twice = Budget::default();
         assert_eq!(run(src, json!({"n": 200_000}), &twice), Ok(json!(200_000)));
         assert!(twice.spent() < spent * 5 / 2, "{} after {spent}", twice.spent());
+    }
+
+    #[test]
+    fn a_range_may_end_in_a_bare_name() {
+        let b = Budget::default();
+        // `1..n` once read `n` as a path segment (`x.n`) and failed where `1..(n)` worked.
+        for (src, vars, want) in [
+            ("=for i in 1..n return i", json!({"n": 3}), json!([1, 2, 3])),
+            ("=for i in a..b return i * 10", json!({"a": 2, "b": 3}), json!([20, 30])),
+            ("=count(for i in 1..n return i)", json!({"n": 5}), json!(5)),
+            ("=for i in 1..x.n return i", json!({"x": {"n": 2}}), json!([1, 2])),
+        ] {
+            assert_eq!(run(src, vars, &b), Ok(want), "{src}");
+        }
     }
 
     #[test]

@@ -1053,6 +1053,11 @@ impl Parser {
                     {
                         self.expr(&v.value, v.pos, Some(id));
                     }
+                    if key == "template"
+                        && let Some(problem) = template_name_problem(&value)
+                    {
+                        self.error(Code::BadValue, h.pos, Some(id), problem);
+                    }
                     task.headers.push((key, value));
                 }
             }
@@ -1454,6 +1459,45 @@ const FLOW_NODES: &[&str] = &[
     "subProcess",
     "callActivity",
 ];
+
+/// Why `name` cannot name an email template (a file `NAME.txt` in the templates folder), if it
+/// cannot: a path (`../../etc/passwd`), a hidden file, control characters, an expression.
+pub fn template_name_problem(name: &str) -> Option<String> {
+    let base = name.strip_suffix(".txt").unwrap_or(name);
+    if base.trim().is_empty() {
+        Some("the email template header is empty; give the name of a file in definitions/templates".into())
+    } else if base.trim_start().starts_with('=') {
+        Some(format!("the email template `{name}` must be a file name, not an expression"))
+    } else if base.contains(['/', '\\'])
+        || base.starts_with('.')
+        || base.chars().any(char::is_control)
+        || base.len() > 200
+    {
+        Some(format!(
+            "the email template `{name}` is not a file name: give the name of a file in definitions/templates \
+             (without folders, such as `task-reminder`)"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The email templates a definition's tasks name (`zeebe:header key="template"`), with the
+/// task: the adapters check that each file exists before the model is deployed.
+pub fn email_templates(defs: &Definitions) -> Vec<(&Node, &str)> {
+    let mut out = Vec::new();
+    for process in &defs.processes {
+        for node in &process.nodes {
+            if let NodeKind::Task(task) = &node.kind
+                && let Some(name) = task.header("template")
+                && template_name_problem(name).is_none()
+            {
+                out.push((node, name.strip_suffix(".txt").unwrap_or(name)));
+            }
+        }
+    }
+    out
+}
 
 /// Service task types built into Reglament (DESIGN §3).
 pub const BUILTIN_JOB_TYPES: &[&str] = &["email", "report", "registry-update", "directory-units"];

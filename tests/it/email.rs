@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use reglament_server::driver::{Op, Outcome, Runtime};
+use reglament_server::driver::{DriverConfig, Op, Outcome, Runtime};
 use reglament_server::email::{EmailConfig, Transport};
 use reglament_store::Store;
 use reglament_store::auth::UserRecord;
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::mail::{Received, Smtp, smtp_url, temp_dir, wait_for};
 use crate::server::{Server, add_user, call, free_port, request};
-use crate::store::{TestDb, runtime, vars};
+use crate::store::{TestDb, env, test_driver_config, vars};
 use crate::support::repo_root;
 
 /// Polls `check` until it gives a value, or fails after `limit` saying what was awaited.
@@ -270,7 +270,9 @@ struct Engine {
 
 impl Engine {
     async fn start(db: &TestDb, config: EmailConfig, models: &[String]) -> Engine {
-        let rt = runtime(db).await;
+        let store = reglament_store::Store::connect(&db.url, 8).await.expect("connect and migrate");
+        let driver = DriverConfig { templates: Some(config.templates.clone()), ..test_driver_config() };
+        let rt = Runtime::start(store, env(), driver).await.expect("driver");
         for model in models {
             rt.deploy(model.as_bytes(), Some("test")).await.expect("deploy");
         }
@@ -553,7 +555,10 @@ async fn smtp_down_work_goes_on_and_every_email_arrives_once(db: TestDb) {
     for id in &ids {
         engine.complete_work(id).await;
     }
-    eventually(Duration::from_secs(20), "every email to have been tried and put back", || async {
+    // While the server is down the dispatcher pauses (up to `retry_max`) after a refused
+    // connection instead of failing every email of a round, so under load it may try only one
+    // email per round: the limit leaves room for ten rounds on a busy machine.
+    eventually(Duration::from_secs(45), "every email to have been tried and put back", || async {
         let mut tried = 0;
         for id in &ids {
             let rows = store.outbox_of_instance(id).await.unwrap();
@@ -588,12 +593,16 @@ async fn smtp_down_work_goes_on_and_every_email_arrives_once(db: TestDb) {
             engine.start_instance("parallel", None, json!({"to": format!("person{n}@example.org"), "n": n})).await,
         );
     }
-    eventually(Duration::from_secs(20), "the new emails to have been tried", || async {
+    // Queued, and the dispatcher has met the dead server: the restart below finds emails that
+    // have already failed once beside emails never tried.
+    eventually(Duration::from_secs(30), "a new email to have been tried", || async {
         let mut tried = 0;
         for id in &more {
-            tried += store.outbox_of_instance(id).await.unwrap().iter().filter(|r| r.attempts >= 1).count();
+            let rows = store.outbox_of_instance(id).await.unwrap();
+            assert!(rows.iter().all(|r| r.state == "pending"), "nothing is sent while the server is down: {rows:?}");
+            tried += rows.iter().filter(|r| r.attempts >= 1).count();
         }
-        (tried == more.len()).then_some(())
+        (tried >= 1).then_some(())
     })
     .await;
     for id in &more {
@@ -830,7 +839,7 @@ macro_rules! email_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    tokio::time::timeout(Duration::from_secs(120), super::$name(super::TestDb::$db().await))
+                    tokio::time::timeout(Duration::from_secs(180), super::$name(super::TestDb::$db().await))
                         .await
                         .expect("finished in time");
                 }

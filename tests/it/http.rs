@@ -395,6 +395,29 @@ async fn main_flow(db: TestDb) {
         lines.next().unwrap(),
         "Рассмотрение заявок,\"Приказ № 1, \"\"общий\"\"\",,Согласование заявки,Отдел анализа,Не требуется,,,,,,цифровой,,approval"
     );
+    // Registry fields a spreadsheet would run as formulas are written as text (an apostrophe
+    // first), whatever the model says.
+    let formulas = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:reglament="urn:reglament:bpmn:1.0" id="d" targetNamespace="urn:t">
+  <bpmn:process id="formulas" name="=1+2" isExecutable="true">
+    <bpmn:extensionElements>
+      <reglament:registry>
+        <reglament:service>=HYPERLINK("http://evil.example","Открыть")</reglament:service>
+        <reglament:act>+7 (8512) 00-00-00</reglament:act>
+        <reglament:owner>@SUM(A1:A9)</reglament:owner>
+        <reglament:reengineering>-1</reglament:reengineering>
+      </reglament:registry>
+    </bpmn:extensionElements>
+    <bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="e" /><bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+    app.deploy(formulas, &app.owner).await.ok(201);
+    let text = app.get("/api/registry?format=csv", &app.reviewer).await.text();
+    let line = text.lines().find(|l| l.ends_with(",formulas")).expect("the row of the new process");
+    assert_eq!(
+        line,
+        "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"Открыть\"\")\",'+7 (8512) 00-00-00,,'=1+2,'@SUM(A1:A9),'-1,,,,,,,,formulas"
+    );
 
     // The SLA report: the instance finished within its SLA; the task within its due date.
     let by_definition = app.get("/api/reports/sla?groupBy=definition", &app.reviewer).await.ok(200);
@@ -483,6 +506,15 @@ async fn access_rules(db: TestDb) {
     app.post("/api/users", &app.admin, json!({"login": "bad login", "email": "k@example.org"}))
         .await
         .problem(422, "/problems/validation");
+    // CR/LF or NUL in a name, an address or a group would reach email headers and pages.
+    for (field, user) in [
+        ("name", json!({"login": "k2", "email": "k@example.org", "name": "Кузнецова\r\nBcc: all@example.org"})),
+        ("email", json!({"login": "k2", "email": "k\r\n@example.org"})),
+        ("groups", json!({"login": "k2", "email": "k@example.org", "groups": ["re\u{0}viewers"]})),
+    ] {
+        let p = app.post("/api/users", &app.admin, user).await.problem(422, "/problems/validation");
+        assert_eq!(p["errors"][0]["field"], json!(field), "{p}");
+    }
     let token = app.post("/api/users/kuznetsova/tokens", &app.admin, json!({"label": "тест"})).await.ok(201);
     let token = token["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("rgl_") && token.len() > 40);
@@ -622,11 +654,24 @@ async fn bad_input(db: TestDb) {
     let send_json = |body: &'static str| {
         app.send(Method::POST, "/api/process-instances", Some(&app.reviewer), Body::from(body), &json_headers)
     };
-    send_json("{\"definitionKey\": ").await.problem(400, "/problems/bad-request");
+    let cut = send_json("{\"definitionKey\": ").await;
+    // Said in Russian, with the place, not in serde's English.
+    assert_eq!(
+        cut.problem(400, "/problems/bad-request")["detail"],
+        json!("Тело запроса — не корректный JSON: JSON обрывается (строка 1, позиция 18)")
+    );
     send_json("not json").await.problem(400, "/problems/bad-request");
     let wrong = send_json("{\"definitionKey\": \"approval\", \"variables\": 5}").await;
     assert_eq!(wrong.problem(422, "/problems/validation")["errors"][0]["field"], json!("variables"));
-    send_json("{\"definitionKey\": 7}").await.problem(422, "/problems/validation");
+    let typed = send_json("{\"definitionKey\": 7}").await;
+    let p = typed.problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("definitionKey"));
+    assert!(
+        p["detail"].as_str().unwrap().starts_with(
+            "Поля запроса не соответствуют схеме: поле `definitionKey`: неверный тип значения: целое число `7`, а ожидается строка"
+        ),
+        "{p}"
+    );
     send_json("{\"variables\": {}}").await.problem(422, "/problems/validation");
     send_json("{\"definitionKey\": \"approval\", \"surprise\": 1}").await.problem(422, "/problems/validation");
     app.send(Method::POST, "/api/process-instances", Some(&app.reviewer), Body::from("{}"), &[])
@@ -639,6 +684,22 @@ async fn bad_input(db: TestDb) {
         .problem(404, "/problems/definition-not-found");
     app.get("/api/definitions/nope", &app.reviewer).await.problem(404, "/problems/definition-not-found");
     app.get("/api/definitions/approval?version=9", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    // A version that no deployment has — zero or negative too — is the same 404 on every route
+    // (the XML route once gave the latest version for `-1`).
+    for version in ["9", "0", "-1"] {
+        for route in ["", "/xml", "/forms/any"] {
+            let p = app
+                .get(&format!("/api/definitions/approval{route}?version={version}"), &app.reviewer)
+                .await
+                .problem(404, "/problems/definition-not-found");
+            assert_eq!(p["detail"], json!(format!("У определения `approval` нет версии {version}")), "{route}");
+        }
+    }
+    let p = app
+        .get("/api/definitions/approval/xml?version=last", &app.reviewer)
+        .await
+        .problem(400, "/problems/bad-request");
+    assert_eq!(p["detail"], json!("Параметр запроса `version` задан неверно: ожидается целое число"));
     app.get("/api/definitions/nope/xml", &app.reviewer).await.problem(404, "/problems/definition-not-found");
     app.get("/api/definitions/nope/versions", &app.reviewer).await.problem(404, "/problems/definition-not-found");
     app.get("/api/process-instances/nope", &app.reviewer).await.problem(404, "/problems/instance-not-found");
@@ -697,6 +758,36 @@ async fn bad_input(db: TestDb) {
     let garbage = app.deploy("<bpmn:definitions", &app.owner).await;
     assert_eq!(garbage.problem(422, "/problems/invalid-model")["errors"][0]["code"], json!("malformed-xml"));
     app.get("/api/definitions/broken", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+
+    // Email templates are checked at deploy, not when the first email is due: a path is not a
+    // template name, and a template that is not in the folder is named.
+    let with_template = |template: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="urn:t">
+  <bpmn:process id="lettered" isExecutable="true">
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="mail" />
+    <bpmn:sendTask id="mail">
+      <bpmn:extensionElements>
+        <zeebe:taskDefinition type="email" />
+        <zeebe:taskHeaders><zeebe:header key="to" value="user:ivanov" /><zeebe:header key="subject" value="Письмо" /><zeebe:header key="template" value="{template}" /></zeebe:taskHeaders>
+      </bpmn:extensionElements>
+    </bpmn:sendTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="mail" targetRef="e" />
+    <bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#
+        )
+    };
+    for (template, says) in [("../../etc/passwd", "is not a file name"), ("no-such-letter", "is not in")] {
+        let p = app.deploy(&with_template(template), &app.owner).await.problem(422, "/problems/invalid-model");
+        let e = &p["errors"][0];
+        assert_eq!((e["element"].clone(), e["code"].clone()), (json!("mail"), json!("bad-value")), "{p}");
+        assert!(e["message"].as_str().unwrap().contains(says) && e["line"].as_u64().unwrap() > 0, "{p}");
+    }
+    app.get("/api/definitions/lettered", &app.reviewer).await.problem(404, "/problems/definition-not-found");
+    app.deploy(&with_template("task-reminder"), &app.owner).await.ok(201);
 
     // Messages: correlated, buffered with a time to live, or nobody to receive them.
     app.deploy(WAITER, &app.owner).await.ok(201);
@@ -1021,6 +1112,8 @@ async fn openapi_document(db: TestDb) {
         !html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("@import"),
         "no external assets"
     );
+    // The token typed into the page is not kept in the browser's storage.
+    assert!(!html.contains("localStorage.setItem") && !html.contains("sessionStorage"), "the token is not stored");
     app.finish().await;
 }
 

@@ -635,6 +635,17 @@ fn the_sample_directory_is_loaded_once_and_the_admin_replaces_it() {
     let (status, problem) = s.call("admin", "PUT", "/api/directory", Some(&bad));
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+    // A name or an address with CR/LF would reach an email header: refused, each mistake said.
+    let forged = json!({"people": [
+        {"login": "smirnova", "name": "Смирнова\r\nBcc: all@example.org", "email": "smirnova@minprom.example.org"},
+        {"login": "orlov", "name": "Орлов", "email": "orlov\n@minprom.example.org"},
+        {"login": "sokolov", "name": "Соколов", "email": "sokolov@minprom.example.org", "groups": ["a b"]}
+    ]});
+    let (status, problem) = s.call("admin", "PUT", "/api/directory", Some(&forged));
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 3, "{problem}");
+    let (_, d) = s.call("petrov", "GET", "/api/directory", None);
+    assert_eq!(d["units"].as_array().unwrap().len(), 4, "nothing of it was stored: {d}");
     let new = json!({
         "people": [{"login": "novikov", "name": "Новиков Н. Н.", "email": "novikov@minprom.example.org", "groups": ["unit-heads"]}],
         "units": [{"id": "analysis", "name": "Отдел анализа и перспективного развития", "head": "novikov"}],

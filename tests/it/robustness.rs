@@ -331,3 +331,58 @@ fn a_start_withdrawn_after_waiting_is_never_committed() {
         assert_eq!(store.count(CountOf::Instances).await.expect("count"), 2, "the loop and the retried start");
     });
 }
+
+/// A valid model of `tasks` user tasks written on one line, as some generators write them.
+fn one_line_model(tasks: usize) -> String {
+    let mut x = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d_wide" targetNamespace="urn:robust"><bpmn:process id="wide" name="Длинная строка" isExecutable="true"><bpmn:startEvent id="t0" />"#,
+    );
+    for i in 1..=tasks {
+        x.push_str(&format!(
+            r#"<bpmn:sequenceFlow id="f{i}" sourceRef="t{}" targetRef="t{i}" /><bpmn:userTask id="t{i}" name="Рассмотреть заявку номер {i} и подготовить ответ заявителю"><bpmn:extensionElements><zeebe:assignmentDefinition candidateGroups="clerks" /><zeebe:ioMapping><zeebe:output source="=decision" target="d{i}" /></zeebe:ioMapping></bpmn:extensionElements></bpmn:userTask>"#,
+            i - 1
+        ));
+    }
+    x.push_str(&format!(
+        r#"<bpmn:sequenceFlow id="f_end" sourceRef="t{tasks}" targetRef="end" /><bpmn:endEvent id="end" /></bpmn:process></bpmn:definitions>"#
+    ));
+    assert!(!x.contains('\n'));
+    x
+}
+
+/// Parsing was quadratic in the length of a line (column counting): a 9.4 MB one-line model
+/// took five minutes and was never deployed, and two such deploys stopped /healthz. Now a
+/// multi-megabyte one-line model deploys within the request time limit (a quadratic parse of it
+/// would take minutes, and the request would be answered 503), and /healthz answers meanwhile.
+#[test]
+fn a_model_on_one_long_line_deploys_and_the_server_keeps_answering() {
+    let (server, dir, all, _) = server_with("one-line", &[], &[]);
+    let url = all.iter().find(|(k, _)| *k == "REGLAMENT_DATABASE_URL").expect("url").1.clone();
+    let owner = add_user(&dir, &url, "owner", "process-owners");
+    let model = one_line_model(12_000);
+    assert!(model.len() > 4_000_000, "{} bytes", model.len());
+    let addr = server.addr.clone();
+    let deploy = std::thread::spawn(move || {
+        let auth = format!("Bearer {owner}");
+        request(
+            &addr,
+            "POST",
+            "/api/definitions",
+            Some(&model),
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/xml")],
+        )
+        .expect("the deploy is answered")
+    });
+    let mut answered = 0;
+    while !deploy.is_finished() {
+        let health = request(&server.addr, "GET", "/healthz", None, &[]).expect("/healthz answers during the deploy");
+        assert_eq!(health.status, 200);
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let response = deploy.join().expect("the deploying thread");
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.json()["key"], json!("wide"), "{}", response.body);
+    assert!(answered >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

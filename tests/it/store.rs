@@ -72,7 +72,13 @@ pub fn env() -> Env {
 
 /// The driver's defaults on the tests' clock ([`crate::support::test_now`]).
 pub fn test_driver_config() -> DriverConfig {
-    DriverConfig::from_settings(&reglament_server::settings::Settings::defaults(), crate::support::test_clock(false))
+    DriverConfig {
+        templates: Some(repo_root().join("definitions/templates")),
+        ..DriverConfig::from_settings(
+            &reglament_server::settings::Settings::defaults(),
+            crate::support::test_clock(false),
+        )
+    }
 }
 
 pub async fn runtime(db: &TestDb) -> Runtime {

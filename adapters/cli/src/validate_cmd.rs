@@ -1,5 +1,5 @@
-//! `reglament validate FILE...`: parse and validate BPMN files with their Camunda Forms, print
-//! diagnostics.
+//! `reglament validate FILE...`: parse and validate BPMN files with their Camunda Forms and the
+//! email templates of their folder, print diagnostics.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -77,6 +77,13 @@ pub fn run(files: &[String], out: &mut dyn Write) -> std::io::Result<Report> {
     let mut printed_in_forms = BTreeSet::new();
     for (file, defs, mut diags) in parsed {
         reglament_engine::finish_check(&defs, &mut diags, &deployed);
+        // Email templates, as `serve` checks them at deploy: `templates/` beside the model
+        // (the layout of the definitions folder), when the model's folder has one.
+        let dir = Path::new(&file).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let templates = dir.join("templates");
+        if templates.is_dir() {
+            diags.extend(reglament_server::driver::missing_templates(&defs, &templates));
+        }
         for d in &diags {
             let line = d.render(&file);
             if d.file.is_some() && !printed_in_forms.insert(line.clone()) {

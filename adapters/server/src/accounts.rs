@@ -34,13 +34,27 @@ pub fn normalise(mut user: UserRecord) -> Result<UserRecord, (&'static str, Stri
         ));
     }
     let mut parts = user.email.split('@');
-    let email_ok = matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.'));
+    // No spaces or control characters: a CR/LF in an address or a name would reach an email
+    // header (the dispatcher strips them too, but what is stored is what the admin sees).
+    let email_ok = matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.'))
+        && !user.email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !email_ok {
-        return Err(("email", format!("`{}` — не адрес электронной почты", user.email)));
+        return Err(("email", format!("`{}` — не адрес электронной почты", user.email.escape_debug())));
     }
     let mut groups: Vec<String> = user.groups.iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
-    if let Some(bad) = groups.iter().find(|g| g.contains(',') || g.len() > 128) {
-        return Err(("groups", format!("имя группы `{bad}` недопустимо (без запятых, до 128 символов)")));
+    if let Some(bad) = groups
+        .iter()
+        .find(|g| g.contains(',') || g.len() > 128 || g.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err((
+            "groups",
+            format!("имя группы `{}` недопустимо (без пробелов и запятых, до 128 символов)", bad.escape_debug()),
+        ));
+    }
+    if let Some(name) = &user.name
+        && (name.chars().any(char::is_control) || name.chars().count() > 200)
+    {
+        return Err(("name", "имя — одна строка до 200 знаков, без переводов строки и управляющих символов".into()));
     }
     groups.sort();
     groups.dedup();

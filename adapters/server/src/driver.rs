@@ -230,6 +230,9 @@ pub struct DriverConfig {
     pub command_time_limit: Duration,
     /// How long a caller waits for its command to be taken into a batch before withdrawing it.
     pub queue_timeout: Duration,
+    /// The email templates folder: a model naming a template that is not there is refused at
+    /// deploy. `None` skips the check (hosts that send no email).
+    pub templates: Option<std::path::PathBuf>,
 }
 
 /// How long a caller waits for its command to be taken: half the HTTP request timeout, so the
@@ -247,6 +250,7 @@ impl DriverConfig {
             clock: Arc::new(clock),
             command_time_limit: settings.command_time_limit,
             queue_timeout: QUEUE_TIMEOUT,
+            templates: Some(settings.definitions.join("templates")),
         }
     }
 }
@@ -584,10 +588,14 @@ impl Runtime {
         // Parsing and validation are CPU-bound: off the async threads, so a large model never
         // stalls other requests, timers or health checks.
         let bytes = xml.to_vec();
+        let templates = self.inner.config.templates.clone();
         let (defs, diags, kept) = tokio::task::spawn_blocking(move || {
             let files: Vec<FormFile<'_>> =
                 forms.iter().map(|(name, bytes)| FormFile { name: name.as_str(), bytes: bytes.as_slice() }).collect();
-            let (defs, diags) = reglament_engine::check_with_forms(&bytes, &files, &known);
+            let (defs, mut diags) = reglament_engine::check_with_forms(&bytes, &files, &known);
+            if let Some(dir) = &templates {
+                diags.extend(missing_templates(&defs, dir));
+            }
             let linked = reglament_engine::form::linked_ids(&defs);
             let kept: Vec<store::DefinitionForm> = reglament_engine::form::read_files(&files)
                 .0
@@ -654,6 +662,29 @@ impl Runtime {
         self.inner.wakers.scheduler.notify_one();
         Ok(out)
     }
+}
+
+/// An error for each email template the model names that is not a file in `dir`: found at
+/// deploy, not when the first email of the process is due.
+pub fn missing_templates(
+    defs: &reglament_engine::Definitions,
+    dir: &std::path::Path,
+) -> Vec<reglament_engine::Diagnostic> {
+    reglament_engine::parse::email_templates(defs)
+        .into_iter()
+        .filter(|(_, name)| !dir.join(format!("{name}.txt")).is_file())
+        .map(|(node, name)| {
+            reglament_engine::Diagnostic::error(
+                reglament_engine::Code::BadValue,
+                node.pos,
+                Some(&node.id),
+                format!(
+                    "email template `{name}` is not in {}: add {name}.txt there or name an existing template",
+                    dir.display()
+                ),
+            )
+        })
+        .collect()
 }
 
 fn is_transient(e: &DriverError) -> bool {

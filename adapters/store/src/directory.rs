@@ -73,11 +73,30 @@ impl Directory {
         let mut people = BTreeSet::new();
         for (i, p) in self.people.iter().enumerate() {
             let at = format!("people[{i}]");
-            if p.login.trim().is_empty() || p.login.chars().any(char::is_whitespace) {
-                out.push(format!("{at}: логин `{}` пуст или содержит пробелы", p.login));
+            if p.login.trim().is_empty() || p.login.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                out.push(format!("{at}: логин `{}` пуст или содержит пробелы", p.login.escape_debug()));
             }
-            if !p.email.contains('@') {
-                out.push(format!("{at}: адрес `{}` не похож на адрес электронной почты", p.email));
+            // One `@`, no spaces or control characters: a CR/LF in an address or a name would
+            // reach an email header.
+            let mut parts = p.email.split('@');
+            let email_ok = matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if !a.is_empty() && b.contains('.'))
+                && !p.email.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !email_ok {
+                out.push(format!("{at}: адрес `{}` не похож на адрес электронной почты", p.email.escape_debug()));
+            }
+            if let Some(name) = &p.name
+                && (name.chars().any(char::is_control) || name.chars().count() > 200)
+            {
+                out.push(format!(
+                    "{at}: имя содержит управляющие символы (перевод строки и т. п.) или длиннее 200 знаков"
+                ));
+            }
+            if let Some(g) = p
+                .groups
+                .iter()
+                .find(|g| g.trim().is_empty() || g.chars().any(|c| c.is_whitespace() || c.is_control() || c == ','))
+            {
+                out.push(format!("{at}: группа `{}` пуста или содержит пробелы или запятые", g.escape_debug()));
             }
             if !people.insert(p.login.as_str()) {
                 out.push(format!("{at}: логин `{}` повторяется", p.login));
@@ -92,6 +111,8 @@ impl Directory {
             let at = format!("units `{}`", u.id);
             if u.name.trim().is_empty() {
                 out.push(format!("{at}: нет названия"));
+            } else if u.name.chars().any(char::is_control) {
+                out.push(format!("{at}: название содержит управляющие символы (перевод строки и т. п.)"));
             }
             if let Some(head) = &u.head
                 && !known(head)

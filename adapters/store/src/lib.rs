@@ -273,10 +273,12 @@ impl Store {
     pub async fn definition_xml(&self, key: &str, version: Option<i64>) -> Result<Option<(i64, String)>> {
         let row: Option<(i64, String)> = on_pool!(&self.pool, |c| {
             sqlx::query_as(
-            "SELECT version, xml FROM definitions WHERE key = $1 AND ($2 < 0 OR version = $2) ORDER BY version DESC LIMIT 1"
+            // No version: the latest. A version (even 0 or negative) names exactly that one.
+            "SELECT version, xml FROM definitions WHERE key = $1 AND ($2 = 1 OR version = $3) ORDER BY version DESC LIMIT 1"
         )
         .bind(key)
-        .bind(version.unwrap_or(-1))
+        .bind(i64::from(version.is_none()))
+        .bind(version.unwrap_or(0))
         .fetch_optional(c)
         .await?
         });

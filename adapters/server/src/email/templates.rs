@@ -58,10 +58,10 @@ impl Templates {
 
     /// Renders template `name` (with or without `.txt`) with `context`.
     pub fn render(&self, name: &str, context: &Value) -> Result<Rendered, String> {
-        let base = name.strip_suffix(".txt").unwrap_or(name);
-        if base.is_empty() || base.contains(['/', '\\']) || base.starts_with('.') {
-            return Err(format!("`{name}` is not a template name (a file name in {})", self.dir.display()));
+        if let Some(problem) = reglament_engine::parse::template_name_problem(name) {
+            return Err(problem);
         }
+        let base = name.strip_suffix(".txt").unwrap_or(name);
         let text_file = self.dir.join(format!("{base}.txt"));
         let source = std::fs::read_to_string(&text_file)
             .map_err(|e| format!("template {} cannot be read: {e}", text_file.display()))?;
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn bad_names_and_missing_files_are_reported() {
         let (t, dir) = templates(&[("bad.txt", "{% if %}")]);
-        assert!(t.render("../etc/passwd", &Value::from(())).unwrap_err().contains("not a template name"));
+        assert!(t.render("../etc/passwd", &Value::from(())).unwrap_err().contains("is not a file name"));
         assert!(t.render("missing", &Value::from(())).unwrap_err().contains("missing.txt cannot be read"));
         assert!(t.render("bad", &Value::from(())).unwrap_err().contains("line 1"));
         std::fs::remove_dir_all(dir).unwrap();

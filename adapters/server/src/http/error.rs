@@ -309,16 +309,130 @@ impl From<DeployError> for ApiError {
 /// Rejections of axum's extractors, with the status axum chose (400, 413, 415, 422).
 pub fn from_rejection(status: StatusCode, text: String) -> ApiError {
     match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!("Тело запроса больше допустимого: {text}")),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
+            "Тело запроса больше допустимого для этого адреса; уменьшите его или разделите на части".into(),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::UnsupportedMediaType(format!("Ожидается заголовок `Content-Type: application/json`: {text}"))
+            ApiError::UnsupportedMediaType("Ожидается тело JSON с заголовком `Content-Type: application/json`".into())
         }
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Validation {
-            detail: format!("Поля запроса не соответствуют схеме: {text}"),
-            errors: vec![FieldError { field: json_path(&text), message: text }],
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            let field = json_path(&text);
+            let reason = text.split_once("target type: ").map_or(text.as_str(), |(_, rest)| rest);
+            let reason = match &field {
+                Some(path) => reason.strip_prefix(path.as_str()).and_then(|r| r.strip_prefix(": ")).unwrap_or(reason),
+                None => reason,
+            };
+            let message = serde_reason_ru(reason);
+            let detail = match &field {
+                Some(path) => format!("Поля запроса не соответствуют схеме: поле `{path}`: {message}"),
+                None => format!("Поля запроса не соответствуют схеме: {message}"),
+            };
+            ApiError::Validation { detail, errors: vec![FieldError { field, message }] }
+        }
+        _ => match text.strip_prefix("Failed to parse the request body as JSON: ") {
+            Some(reason) => {
+                // A syntax error may come with the path it was met at (`definitionKey: EOF …`).
+                let reason = match reason.split_once(": ") {
+                    Some((path, rest)) if !path.contains(' ') => rest,
+                    _ => reason,
+                };
+                ApiError::BadRequest(format!("Тело запроса — не корректный JSON: {}", serde_reason_ru(reason)))
+            }
+            None => ApiError::BadRequest(format!("Некорректный запрос: {}", serde_reason_ru(&text))),
         },
-        _ => ApiError::BadRequest(text),
     }
+}
+
+/// serde's (and serde_json's) English reason for refusing a value, said in Russian; a reason
+/// it does not know is kept as it is, so nothing is lost.
+pub fn serde_reason_ru(reason: &str) -> String {
+    let (reason, place) = match reason.rsplit_once(" at line ") {
+        Some((r, at)) => match at.split_once(" column ") {
+            Some((line, column)) => (r, format!(" (строка {line}, позиция {column})")),
+            None => (reason, String::new()),
+        },
+        None => (reason, String::new()),
+    };
+    let kind = |k: &str| -> String {
+        let k = k.trim();
+        let bare = k.strip_prefix("a ").or_else(|| k.strip_prefix("an ")).unwrap_or(k);
+        let (word, shown) = match bare.split_once(' ') {
+            Some((w, v)) if v.starts_with('`') => (w, Some(v)),
+            _ => (bare, None),
+        };
+        let ru = match word {
+            "integer" | "i64" | "u64" | "i32" | "u32" | "u16" => "целое число",
+            "floating" | "f64" | "number" => "число",
+            "string" | "str" => "строка",
+            "boolean" | "bool" => "true или false",
+            "map" | "struct" | "object" => "объект",
+            "sequence" | "array" | "tuple" => "массив",
+            "null" | "unit" => "null",
+            "char" => "символ",
+            _ => return k.to_string(),
+        };
+        match shown {
+            Some(v) => format!("{ru} {v}"),
+            None => ru.to_string(),
+        }
+    };
+    let said = if let Some(rest) = reason.strip_prefix("invalid type: ") {
+        match rest.split_once(", expected ") {
+            Some((got, want)) => format!("неверный тип значения: {}, а ожидается {}", kind(got), kind(want)),
+            None => format!("неверный тип значения: {rest}"),
+        }
+    } else if let Some(rest) = reason.strip_prefix("invalid value: ") {
+        match rest.split_once(", expected ") {
+            Some((got, want)) => format!("недопустимое значение {}; ожидается {want}", kind(got)),
+            None => format!("недопустимое значение: {rest}"),
+        }
+    } else if let Some(name) = reason.strip_prefix("missing field ") {
+        format!("нет обязательного поля {name}")
+    } else if let Some(name) = reason.strip_prefix("duplicate field ") {
+        format!("поле {name} указано дважды")
+    } else if let Some(rest) = reason.strip_prefix("unknown field ") {
+        rest.split_once(", expected one of ").map_or_else(
+            || format!("неизвестное поле {}", rest.split(", expected").next().unwrap_or(rest)),
+            |(name, allowed)| format!("неизвестное поле {name}; допустимы: {allowed}"),
+        )
+    } else if let Some(rest) = reason.strip_prefix("unknown variant ") {
+        match rest.split_once(", expected one of ").or_else(|| rest.split_once(", expected ")) {
+            Some((value, allowed)) => format!("недопустимое значение {value}; допустимы: {allowed}"),
+            None => format!("недопустимое значение {rest}"),
+        }
+    } else if let Some(rest) = reason.strip_prefix("invalid length ") {
+        format!("неверная длина {}", rest.replace(", expected ", "; ожидается "))
+    } else {
+        match reason {
+            "EOF while parsing a value"
+            | "EOF while parsing an object"
+            | "EOF while parsing a list"
+            | "EOF while parsing a string" => "JSON обрывается".into(),
+            "expected value" => "ожидается значение JSON".into(),
+            "trailing characters" => "после JSON есть лишние символы".into(),
+            "key must be a string" => "ключ объекта должен быть строкой в кавычках".into(),
+            "expected `,` or `}`" => "ожидается `,` или `}`".into(),
+            "expected `,` or `]`" => "ожидается `,` или `]`".into(),
+            "expected `:`" => "ожидается `:`".into(),
+            "invalid number" | "number out of range" => "неверное число".into(),
+            "invalid escape" => "неверная escape-последовательность в строке".into(),
+            "recursion limit exceeded" => "JSON вложен слишком глубоко".into(),
+            "invalid unicode code point" | "lone leading surrogate in hex escape" => {
+                "неверный символ Unicode в строке".into()
+            }
+            r if r.starts_with("control character") => {
+                "управляющий символ внутри строки; запишите его как \\uXXXX".into()
+            }
+            r if r.starts_with("invalid digit") || r.starts_with("cannot parse integer") => {
+                "ожидается целое число".into()
+            }
+            r if r.contains("too large") || r.contains("too small") => "число вне допустимых пределов".into(),
+            r if r.starts_with("invalid float literal") => "ожидается число".into(),
+            r if r.starts_with("provided string was not `true` or `false`") => "ожидается true или false".into(),
+            r => r.to_string(),
+        }
+    };
+    format!("{said}{place}")
 }
 
 /// serde_path_to_error's path in axum's message (`Failed to deserialize the JSON body into the
