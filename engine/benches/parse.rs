@@ -83,9 +83,10 @@ fn main() {
     );
     // The same models pretty-printed and written on one line (column counting must not be
     // quadratic in the line's length).
-    let cases = [1_000, 5_000, 20_000, 50_000].map(|n| ("pretty", generate(n)));
-    let one_line = ("one line", generate(50_000).replace('\n', " "));
-    for (layout, xml) in cases.into_iter().chain([one_line]) {
+    let pretty = [1_000, 5_000, 25_000, 50_000].map(|n| ("pretty", generate(n)));
+    // The case: a 10 MB model (25,000 nodes) and a 21 MB one, each also on one line.
+    let one_line = [25_000, 50_000].map(|n| ("one line", generate(n).replace('\n', " ")));
+    for (layout, xml) in pretty.into_iter().chain(one_line) {
         let bytes = xml.as_bytes();
         let (defs, diags) = reglament_engine::check(bytes, &deployed);
         assert!(diags.iter().all(|d| !d.is_error()), "generated model is invalid: {:?}", &diags[..diags.len().min(3)]);

@@ -167,7 +167,7 @@ pub struct LineIndex<'a> {
 }
 
 /// Bytes between two running character counts of [`LineIndex`].
-const CHECKPOINT: usize = 1024;
+const CHECKPOINT: usize = 256;
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> Self {
@@ -200,7 +200,13 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(end) {
             end -= 1;
         }
-        let col = self.chars_before(end) - self.chars_before(start) + 1;
+        // A line of ordinary length is counted directly; a long one through the checkpoints.
+        let chars = if end - start <= 2 * CHECKPOINT {
+            count_chars(&self.text.as_bytes()[start..end])
+        } else {
+            self.chars_before(end) - self.chars_before(start)
+        };
+        let col = chars + 1;
         Pos { line: line as u32 + 1, col: col as u32 }
     }
 }
@@ -595,7 +601,8 @@ mod tests {
 
     #[test]
     fn columns_count_characters_across_checkpoints() {
-        // Cyrillic (2 bytes), CJK (3) and emoji (4) straddle the 1,024-byte checkpoints.
+        // Cyrillic (2 bytes), CJK (3) and emoji (4) straddle the 256-byte checkpoints; the lines are
+        // long enough (about 1,750 bytes) for both ways of counting a column.
         let mut text = String::new();
         for i in 0..3000 {
             text.push(['a', 'ж', '中', '😀'][i % 4]);
