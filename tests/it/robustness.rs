@@ -386,3 +386,79 @@ fn a_model_on_one_long_line_deploys_and_the_server_keeps_answering() {
     assert!(answered >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Models the server must refuse with a clear diagnostic, never a crash or an internal name:
+/// the 20,000-term sum that once killed the server during the deploy request is refused with
+/// the line, column and message `reglament validate` prints for it; malformed documents are
+/// described in words, with a position. A range ending in a bare name (`1..n`) runs.
+#[test]
+fn deep_and_malformed_models_are_refused_at_deploy_as_validate_refuses_them() {
+    let (server, dir, all, clerk) = server_with("refused", &[], &[]);
+    let url = all.iter().find(|(k, _)| *k == "REGLAMENT_DATABASE_URL").expect("url").1.clone();
+    let owner = add_user(&dir, &url, "owner", "process-owners");
+    let auth = format!("Bearer {owner}");
+    let deploy = |xml: &str| {
+        let r = request(
+            &server.addr,
+            "POST",
+            "/api/definitions",
+            Some(xml),
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/xml")],
+        )
+        .expect("the deploy is answered");
+        (r.status, r.json())
+    };
+    let cases = crate::support::repo_root().join("tests/validate");
+    let deep = std::fs::read_to_string(cases.join("broken-feel-too-deep.bpmn")).expect("the validate case");
+    let expected = std::fs::read_to_string(cases.join("broken-feel-too-deep.expected")).expect("its expectation");
+    let (status, problem) = deploy(&deep);
+    assert_eq!(status, 422, "{problem}");
+    let e = &problem["errors"][0];
+    let line = format!(
+        "broken-feel-too-deep.bpmn:{}:{}: error: {} [{}]",
+        e["line"],
+        e["column"],
+        e["message"].as_str().expect("message"),
+        e["element"].as_str().expect("element")
+    );
+    assert_eq!(line, expected.trim_end(), "the server and validate say the same");
+    assert_eq!(request(&server.addr, "GET", "/healthz", None, &[]).expect("up").status, 200);
+
+    for bad in [
+        "<bpmn:definitions",
+        "<a x=\"<\"/>",
+        "<?xml version=\"1.0\"?><a><b></a>",
+        "<a>&unknown;</a>",
+        "<a>&#xD800;</a>",
+        "<a b=\"1\" b=\"2\"/>",
+        "<a/><b/>",
+        "\u{feff}\u{0}",
+    ] {
+        let (status, problem) = deploy(bad);
+        assert_eq!(status, 422, "{bad}: {problem}");
+        let e = &problem["errors"][0];
+        let message = e["message"].as_str().expect("message");
+        assert_eq!(e["code"], json!("malformed-xml"), "{bad}: {problem}");
+        assert!(
+            e["line"].as_u64().is_some_and(|l| l >= 1) && e["column"].as_u64().is_some_and(|c| c >= 1),
+            "{problem}"
+        );
+        assert!(
+            !message.contains("::") && !message.contains("Error(") && !message.contains("Error {"),
+            "{bad}: the message names no library internals: {message}"
+        );
+    }
+
+    let (status, d) = deploy(&script_model("ranges", "", "=count(for i in 1..n return i)"));
+    assert_eq!(status, 201, "{d}");
+    let (status, started) = call(
+        &server.addr,
+        &clerk,
+        "POST",
+        "/api/process-instances",
+        Some(&json!({"definitionKey": "ranges", "variables": {"n": 7}})),
+    );
+    assert_eq!(status, 201, "{started}");
+    assert_eq!(started["variables"]["result"], json!(7), "{started}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
