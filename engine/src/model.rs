@@ -104,6 +104,9 @@ pub struct ProcessSettings {
     /// A business key (request number) may start one instance only
     /// (`reglament:settings uniqueBusinessKey="true"`).
     pub unique_business_key: bool,
+    /// Who owns the process among the process owners (`reglament:settings owners="legal,
+    /// ivanova"`): group ids or logins. Empty: every process owner.
+    pub owners: Vec<String>,
     /// The instance SLA (`reglament:sla`).
     pub sla: Option<Deadline>,
     /// Process registry metadata (`reglament:registry`), field name → value.

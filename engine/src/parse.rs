@@ -362,6 +362,23 @@ impl Parser {
                     );
                 }
                 settings.calendar = ext.attr_value("calendar").map(str::to_owned);
+                if let Some(a) = ext.attr("owners") {
+                    settings.owners =
+                        a.value.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
+                    if settings.owners.is_empty()
+                        || settings.owners.iter().any(|o| o.chars().any(|c| c.is_whitespace() || c.is_control()))
+                    {
+                        self.error(
+                            Code::BadValue,
+                            a.pos,
+                            Some(id),
+                            format!(
+                                "owners must list group ids or logins separated by commas (e.g. `legal,ivanova`), not `{}`",
+                                a.value
+                            ),
+                        );
+                    }
+                }
                 match ext.attr("uniqueBusinessKey") {
                     None => {}
                     Some(a) if a.value == "true" || a.value == "false" => {

@@ -371,7 +371,15 @@ fn sign_in_here(page: &Session, login: &str, password: &str) {
     page.find("#login");
     page.fill(&page.find("#login"), login);
     page.fill(&page.find("#password"), password);
+    // Marks this document, so the answer is known to have arrived when the mark is gone: a
+    // click does not always wait for the navigation it starts, and the sign-in page answers
+    // with a page of the same shape (`#login-error` on both).
+    page.execute("window.__signInPending = true; return null;", json!([]));
     page.click(&page.find("main form button[type=submit]"));
+    page.wait_until("the answer to the sign-in form", |p| {
+        p.execute("return window.__signInPending !== true && document.readyState === 'complete';", json!([]))
+            == json!(true)
+    });
 }
 
 /// Opens the site and signs in; answers when the inbox is shown.

@@ -62,6 +62,7 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
                         business_key: Some(format!("t{i}")),
                         variables: vars(json!({ "dueAt": due.to_rfc3339() })),
                         start_event: None,
+                        by: None,
                     };
                     assert!(matches!(rt.submit(op).await.unwrap(), Outcome::Started { .. }));
                 }

@@ -287,6 +287,7 @@ impl Engine {
             business_key: business_key.map(str::to_owned),
             variables: vars(variables),
             start_event: None,
+            by: None,
         };
         match self.rt.submit(op).await.expect("start") {
             Outcome::Started { id, .. } => id,

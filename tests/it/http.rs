@@ -137,6 +137,12 @@ impl Resp {
     }
 }
 
+/// Adds a person with these groups and gives their new API token.
+async fn person(store: &reglament_store::Store, login: &str, groups: &[&str]) -> String {
+    let groups = groups.iter().map(|g| g.to_string()).collect();
+    reglament::users_cmd::add(store, login, &format!("{login}@example.org"), groups, None).await.expect("user")
+}
+
 impl App {
     async fn new(db: TestDb) -> App {
         let rt = runtime(&db).await;
@@ -148,20 +154,7 @@ impl App {
     async fn with_runtime(rt: Runtime) -> App {
         let router = http::router(AppState::new(rt.clone(), "http://reglament.test/"));
         let store = rt.store();
-        let add = |login: &'static str, groups: &'static [&'static str]| {
-            let store = store.clone();
-            async move {
-                reglament::users_cmd::add(
-                    &store,
-                    login,
-                    &format!("{login}@example.org"),
-                    groups.iter().map(|g| g.to_string()).collect(),
-                    None,
-                )
-                .await
-                .expect("user")
-            }
-        };
+        let add = |login: &'static str, groups: &'static [&'static str]| person(store, login, groups);
         App {
             admin: add("admin", &["admins"]).await,
             owner: add("owner", &["process-owners"]).await,
@@ -528,7 +521,8 @@ async fn access_rules(db: TestDb) {
     let id = app.start("approval", &app.outsider, json!({})).await["id"].as_str().unwrap().to_string();
     let task = app.task_of(&id).await;
     let tid = task["id"].as_str().unwrap();
-    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.problem(403, "/problems/forbidden");
+    // The outsider started the instance: they read its task, but may not act on it.
+    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.ok(200);
     app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.outsider).await.problem(403, "/problems/forbidden");
     app.post(&format!("/api/tasks/{tid}/complete"), &app.outsider, json!({"variables": {"decision": "approve"}}))
         .await
@@ -563,7 +557,9 @@ async fn access_rules(db: TestDb) {
     app.post_empty(&format!("/api/tasks/{tid}/unclaim"), &app.reviewer).await.problem(403, "/problems/forbidden");
     let unclaimed = app.post_empty(&format!("/api/tasks/{tid}/unclaim"), &app.outsider).await.ok(200);
     assert_eq!(unclaimed["assignee"], Value::Null);
-    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.problem(403, "/problems/forbidden");
+    // They started the instance: they still read the task, and may no longer act on it.
+    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.ok(200);
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.outsider).await.problem(403, "/problems/forbidden");
 
     // Cancelling needs process-owners (or admins); an ended instance cannot be cancelled again.
     app.send(Method::DELETE, &format!("/api/process-instances/{id}"), Some(&app.reviewer), Body::empty(), &[])
@@ -1199,6 +1195,80 @@ async fn history_matches_the_simulator(db: TestDb) {
     app.finish().await;
 }
 
+/// The visibility rules (README, `access.rs`): an instance is seen by whoever started it, whoever
+/// holds, held or may take one of its tasks, the owners of its process, auditors and admins.
+/// Everyone else gets 404 on every route that names it, exactly as for an id that does not
+/// exist; seeing is not changing (auditors, starters).
+async fn visibility_rules(db: TestDb) {
+    let app = App::new(db).await;
+    let add = |login: &'static str, groups: &'static [&'static str]| person(app.rt.store(), login, groups);
+    let stranger = add("kozlov", &["accountants"]).await;
+    let auditor = add("orlova", &["auditors"]).await;
+    let lawyer = add("belova", &["process-owners", "legal"]).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let id = app.start("approval", &app.outsider, json!({})).await["id"].as_str().unwrap().to_string();
+    let tid = app.task_of(&id).await["id"].as_str().unwrap().to_string();
+    let reads = [
+        format!("/api/process-instances/{id}"),
+        format!("/api/process-instances/{id}/history"),
+        format!("/api/process-instances/{id}/incidents"),
+        format!("/api/tasks/{tid}"),
+    ];
+    for who in [&app.outsider, &app.reviewer, &app.owner, &auditor, &app.admin, &lawyer] {
+        for uri in &reads {
+            app.get(uri, who).await.ok(200);
+        }
+    }
+    let missing = app
+        .get("/api/process-instances/no-such-instance", &stranger)
+        .await
+        .problem(404, "/problems/instance-not-found");
+    for uri in &reads[..3] {
+        let p = app.get(uri, &stranger).await.problem(404, "/problems/instance-not-found");
+        assert_eq!(p["title"], missing["title"], "nothing tells a hidden instance from a missing one");
+    }
+    app.get(&reads[3], &stranger).await.problem(404, "/problems/task-not-found");
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &stranger).await.problem(404, "/problems/task-not-found");
+    app.post(&format!("/api/tasks/{tid}/complete"), &stranger, json!({"variables": {"decision": "approve"}}))
+        .await
+        .problem(404, "/problems/task-not-found");
+    app.send(Method::DELETE, &format!("/api/process-instances/{id}"), Some(&stranger), Body::empty(), &[])
+        .await
+        .problem(404, "/problems/instance-not-found");
+    // Seeing is not changing.
+    for who in [&auditor, &app.outsider] {
+        app.send(Method::DELETE, &format!("/api/process-instances/{id}"), Some(who), Body::empty(), &[])
+            .await
+            .problem(403, "/problems/forbidden");
+        app.post_empty(&format!("/api/tasks/{tid}/claim"), who).await.problem(403, "/problems/forbidden");
+    }
+
+    // A process that names its owners: other process owners neither see its instances nor
+    // deploy over it.
+    let owned = APPROVAL
+        .replace(r#"id="approval" name="Согласование заявки""#, r#"id="legal_review" name="Правовая экспертиза""#)
+        .replace(r#"calendar="ru" />"#, r#"calendar="ru" owners="legal" />"#);
+    assert!(owned.contains(r#"owners="legal""#));
+    app.deploy(&owned, &lawyer).await.ok(201);
+    let legal = app.start("legal_review", &app.outsider, json!({})).await["id"].as_str().unwrap().to_string();
+    app.get(&format!("/api/process-instances/{legal}"), &lawyer).await.ok(200);
+    app.get(&format!("/api/process-instances/{legal}"), &app.owner).await.problem(404, "/problems/instance-not-found");
+    app.get(&format!("/api/process-instances/{legal}"), &app.admin).await.ok(200);
+    let p = app
+        .deploy(&owned.replace("Правовая экспертиза", "Экспертиза"), &app.owner)
+        .await
+        .problem(403, "/problems/forbidden");
+    assert!(p["detail"].as_str().unwrap().contains("legal_review"), "{p}");
+    app.deploy(&owned.replace("Правовая экспертиза", "Экспертиза"), &lawyer).await.ok(201);
+    app.send(Method::DELETE, &format!("/api/process-instances/{legal}"), Some(&app.owner), Body::empty(), &[])
+        .await
+        .problem(404, "/problems/instance-not-found");
+    app.send(Method::DELETE, &format!("/api/process-instances/{legal}"), Some(&lawyer), Body::empty(), &[])
+        .await
+        .ok(200);
+    app.finish().await;
+}
+
 macro_rules! on_sqlite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1242,5 +1312,14 @@ on_sqlite!(
     hostile_keys,
     security_headers,
     unique_business_keys,
+    visibility_rules,
 );
-on_postgres!(main_flow, access_rules, idempotent_writes, cursor_pagination, hostile_keys, unique_business_keys);
+on_postgres!(
+    main_flow,
+    access_rules,
+    idempotent_writes,
+    cursor_pagination,
+    hostile_keys,
+    unique_business_keys,
+    visibility_rules
+);

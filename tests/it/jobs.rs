@@ -57,6 +57,7 @@ async fn jobs_update_the_registry_and_report(db: TestDb) {
             "to": (today + chrono::Days::new(1)).to_string(),
         })),
         start_event: None,
+        by: None,
     };
     let Outcome::Started { id, .. } = rt.submit(start).await.unwrap() else { panic!("not started") };
     let row = wait_for(&rt, &id, |r| r.status == "completed").await;
@@ -77,6 +78,7 @@ async fn jobs_update_the_registry_and_report(db: TestDb) {
         business_key: None,
         variables: vars(json!({"change": {"action": "modify"}})),
         start_event: None,
+        by: None,
     };
     let Outcome::Started { id, .. } = rt.submit(bad).await.unwrap() else { panic!("not started") };
     let row = wait_for(&rt, &id, |r| r.incident).await;

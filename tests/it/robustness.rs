@@ -312,6 +312,7 @@ fn a_start_withdrawn_after_waiting_is_never_committed() {
             business_key: None,
             variables: variables.as_object().cloned().unwrap_or_default(),
             start_event: None,
+            by: None,
         };
         let long = {
             let rt = rt.clone();

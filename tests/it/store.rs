@@ -130,6 +130,7 @@ async fn started(rt: &Runtime, definition: &str, variables: serde_json::Value) -
             business_key: None,
             variables: vars(variables),
             start_event: None,
+            by: None,
         })
         .await
         .expect("start")

@@ -123,6 +123,7 @@ async fn user_task_rate(rt: &Runtime, clients: usize, seconds: f64) -> f64 {
                     business_key: None,
                     variables: Default::default(),
                     start_event: None,
+                    by: None,
                 };
                 let Outcome::Started { id, .. } = rt.submit(start).await.unwrap() else { panic!("not started") };
                 let task = format!("{id}.2");
@@ -155,6 +156,7 @@ async fn start_rate(rt: &Runtime, definition: &str, clients: usize, seconds: f64
                     business_key: None,
                     variables: variables.clone(),
                     start_event: None,
+                    by: None,
                 };
                 rt.submit(op).await.unwrap();
                 done.fetch_add(1, Ordering::Relaxed);
@@ -183,6 +185,7 @@ async fn fill(rt: &Runtime, definition: &str, n: u64, variables: serde_json::Val
                     business_key: None,
                     variables: variables.clone(),
                     start_event: None,
+                    by: None,
                 };
                 rt.submit(op).await.unwrap();
             }

@@ -135,6 +135,7 @@ async fn main() {
                 business_key: Some(format!("REQ-{n}")),
                 variables: variables.as_object().unwrap().clone(),
                 start_event: None,
+                by: None,
             };
             rt.submit(op).await.expect("start");
         });

@@ -58,6 +58,8 @@ pub enum Op {
         business_key: Option<String>,
         variables: Vars,
         start_event: Option<String>,
+        /// The login starting it (recorded: a person sees the instances they started).
+        by: Option<String>,
     },
     Instance {
         id: String,
@@ -575,6 +577,27 @@ impl Runtime {
         forms: Vec<(String, Vec<u8>)>,
         by: Option<&str>,
     ) -> Result<Vec<Deployed>, DeployError> {
+        self.deploy_checked(xml, forms, by, None).await
+    }
+
+    /// [`Runtime::deploy_with_forms`] by a person: a process whose deployed version names its
+    /// owners (`reglament:settings owners`) gets a new version only from one of them.
+    pub async fn deploy_as(
+        &self,
+        xml: &[u8],
+        forms: Vec<(String, Vec<u8>)>,
+        user: &reglament_store::auth::UserRecord,
+    ) -> Result<Vec<Deployed>, DeployError> {
+        self.deploy_checked(xml, forms, Some(&user.login), Some(user)).await
+    }
+
+    async fn deploy_checked(
+        &self,
+        xml: &[u8],
+        forms: Vec<(String, Vec<u8>)>,
+        by: Option<&str>,
+        person: Option<&reglament_store::auth::UserRecord>,
+    ) -> Result<Vec<Deployed>, DeployError> {
         let text = std::str::from_utf8(xml).map_err(|_| {
             DeployError::Invalid(vec![reglament_engine::Diagnostic::error(
                 reglament_engine::Code::MalformedXml,
@@ -626,6 +649,17 @@ impl Runtime {
         let mut out = Vec::new();
         for process in defs.executable_processes() {
             let latest = tx.latest_definition(&process.id).await.map_err(DeployError::Store)?;
+            if let (Some(user), Some((v, h, _))) = (person, &latest)
+                && *h != hash
+            {
+                let deployed = self.definition(&process.id, *v).await.map_err(|e| match e {
+                    DriverError::Store(s) => DeployError::Store(s),
+                    other => DeployError::Engine(other.to_string()),
+                })?;
+                if !crate::access::owns(user, &deployed) && !user.in_group(crate::access::ADMINS) {
+                    return Err(DeployError::NotOwner(process.id.clone()));
+                }
+            }
             let (version, created) = match latest {
                 Some((v, h, _)) if h == hash => (v, false),
                 Some((v, _, _)) => (v + 1, true),
@@ -730,6 +764,10 @@ pub enum DeployError {
     /// The engine failed on the model (a defect of ours, logged with the model's hash).
     #[error("the engine failed on the model: {0}")]
     Engine(String),
+    /// The deploying person does not own a process the model would replace (its deployed
+    /// version names other owners).
+    #[error("not an owner of process {0}")]
+    NotOwner(String),
 }
 
 /// A command's name for logs.
@@ -850,9 +888,10 @@ impl Batch<'_> {
 
     async fn op(&mut self, op: Op) -> Result<Outcome, DriverError> {
         match op {
-            Op::Start { definition, business_key, variables, start_event } => {
+            Op::Start { definition, business_key, variables, start_event, by } => {
                 self.start(
                     &definition,
+                    by,
                     StartCommand {
                         id: uuid::Uuid::now_v7().to_string(),
                         business_key,
@@ -950,7 +989,7 @@ impl Batch<'_> {
         Ok(())
     }
 
-    async fn start(&mut self, key: &str, cmd: StartCommand) -> Result<Outcome, DriverError> {
+    async fn start(&mut self, key: &str, by: Option<String>, cmd: StartCommand) -> Result<Outcome, DriverError> {
         let version = self.latest_version(key).await?;
         let def = self.rt.definition(key, version).await?;
         let id = cmd.id.clone();
@@ -968,7 +1007,7 @@ impl Batch<'_> {
         self.work.push(Work { def, state, base_rev: None, history_len: 0, transitions: Vec::new() });
         let i = self.work.len() - 1;
         self.index.insert(id.clone(), i);
-        self.absorb(i, transition, None);
+        self.absorb(i, transition, by);
         self.rt.inner.counters.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Outcome::Started { id, version, deadline })
     }
@@ -1075,6 +1114,7 @@ impl Batch<'_> {
             return self
                 .start(
                     def_key,
+                    None,
                     StartCommand {
                         id: uuid::Uuid::now_v7().to_string(),
                         business_key,
@@ -1122,6 +1162,7 @@ impl Batch<'_> {
         self.tx.advance_start_timer(key, element, next, missed).await?;
         self.start(
             key,
+            None,
             StartCommand {
                 id: uuid::Uuid::now_v7().to_string(),
                 business_key: None,
@@ -1202,7 +1243,7 @@ impl Batch<'_> {
                         start_event: None,
                         parent: Some(ParentRef { instance: parent.clone(), call }),
                     };
-                    match self.start(&process, cmd).await {
+                    match self.start(&process, None, cmd).await {
                         Err(DriverError::Store(e)) => return Err(DriverError::Store(e)),
                         Err(e) => {
                             let failed = Command::ChildFailed {
@@ -1290,6 +1331,10 @@ impl Batch<'_> {
                 ended_at: state.ended_at,
                 deadline: state.sla.as_ref().map(|s| s.deadline),
                 history_len: work.history_len + work.transitions.len() as i64,
+                // A new instance's first transition is its start, with whoever started it.
+                started_by: work
+                    .base_rev
+                    .map_or_else(|| work.transitions.first().and_then(|(_, by)| by.clone()), |_| None),
             };
             match work.base_rev {
                 None => w.instance_inserts.push(instance),

@@ -9,6 +9,7 @@
 /// when touched), far above the 2 MiB default of spawned threads.
 pub const ENGINE_THREAD_STACK: usize = 64 << 20;
 
+pub mod access;
 pub mod accounts;
 pub mod calendars;
 pub mod clock;

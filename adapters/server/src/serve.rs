@@ -160,7 +160,7 @@ pub async fn deploy_folder(rt: &Runtime, dir: &Path) -> Result<usize, StartError
                     last_errors.push((file.clone(), diags));
                     retry.push(file);
                 }
-                Err(source @ (DeployError::Store(_) | DeployError::Engine(_))) => {
+                Err(source @ (DeployError::Store(_) | DeployError::Engine(_) | DeployError::NotOwner(_))) => {
                     return Err(StartError::Deploy { path: file, source });
                 }
             }

@@ -406,7 +406,7 @@ pub struct InboxQuery {
 // ---- rows ---------------------------------------------------------------------------------
 
 const INSTANCE_SELECT: &str = "SELECT id, definition_key, version, business_key, status, incident, rev, state, \
-     parent_id, started_at, ended_at, deadline, history_len FROM instances WHERE id = $1";
+     parent_id, started_at, ended_at, deadline, history_len, started_by FROM instances WHERE id = $1";
 
 /// An `instances` row as stored (times in milliseconds, the state as its document).
 #[derive(Debug, sqlx::FromRow)]
@@ -424,6 +424,7 @@ pub(crate) struct InstanceRecord {
     ended_at: Option<i64>,
     deadline: Option<i64>,
     history_len: i64,
+    started_by: Option<String>,
 }
 
 /// A stored instance: its state document and bookkeeping columns.
@@ -442,6 +443,8 @@ pub struct InstanceRow {
     pub ended_at: Option<Ts>,
     pub deadline: Option<Ts>,
     pub history_len: i64,
+    /// The login that started it over the API or a page (`None` for timers, messages, calls).
+    pub started_by: Option<String>,
 }
 
 impl InstanceRow {
@@ -461,6 +464,7 @@ impl InstanceRow {
             ended_at: r.ended_at.map(from_ms),
             deadline: r.deadline.map(from_ms),
             history_len: r.history_len,
+            started_by: r.started_by,
         })
     }
 }

@@ -118,6 +118,8 @@ pub struct InstanceWrite {
     pub ended_at: Option<Ts>,
     pub deadline: Option<Ts>,
     pub history_len: i64,
+    /// Who started it (inserts only; updates leave the column as it is).
+    pub started_by: Option<String>,
 }
 
 impl WriteRow for InstanceWrite {
@@ -135,6 +137,7 @@ impl WriteRow for InstanceWrite {
             self.ended_at.into(),
             self.deadline.into(),
             self.history_len.into(),
+            self.started_by.clone().into(),
         ]
     }
 }
@@ -361,8 +364,8 @@ pub struct Writes {
 
 /// Columns of an instance row, in the order `instance_updates`/`instance_inserts` use.
 pub const INSTANCE_COLUMNS: &str = "id, definition_key, version, business_key, status, incident, state, parent_id, \
-     started_at, ended_at, deadline, history_len";
-const INSTANCE_WIDTH: usize = 12;
+     started_at, ended_at, deadline, history_len, started_by";
+const INSTANCE_WIDTH: usize = 13;
 
 /// Most parameters one statement binds (SQLite allows 32,766; PostgreSQL 65,535).
 const MAX_PARAMS: usize = 30_000;

@@ -23,10 +23,10 @@ use super::error::ApiError;
 use reglament_store::TaskRow;
 use reglament_store::auth::UserRecord;
 
-/// The group whose members may deploy definitions.
-pub const PROCESS_OWNERS: &str = "process-owners";
 /// The group whose members may manage users and tokens.
-pub const ADMINS: &str = "admins";
+pub use crate::access::ADMINS;
+/// The group whose members may deploy definitions.
+pub use crate::access::PROCESS_OWNERS;
 
 /// How long a resolved token is trusted without asking the database again.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
@@ -81,20 +81,17 @@ impl CurrentUser {
     /// Whether the task is the user's: assigned to them, or offered to them or to one of their
     /// groups; an unassigned task with no candidates is everyone's (DESIGN §6, as in Camunda).
     pub fn may_see(&self, task: &TaskRow) -> bool {
-        let me = self.login();
-        let unoffered = task.assignee.is_none() && task.candidate_groups.is_empty() && task.candidate_users.is_empty();
-        unoffered
-            || task.assignee.as_deref() == Some(me)
-            || task.completed_by.as_deref() == Some(me)
-            || task.candidate_users.iter().any(|u| u == me)
-            || task.candidate_groups.iter().any(|g| self.0.in_group(g))
+        crate::access::may_see_task(&self.0, task)
     }
 
     pub fn require_task(&self, task: &TaskRow) -> Result<(), ApiError> {
         if self.may_see(task) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("Задача `{}` не назначена вам и не предложена вашим группам", task.id)))
+            Err(ApiError::Forbidden(format!(
+                "Задача `{}` не назначена вам и не предложена вашим группам: её можно смотреть, но не выполнять",
+                task.id
+            )))
         }
     }
 

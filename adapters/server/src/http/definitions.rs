@@ -91,10 +91,10 @@ pub async fn deploy(State(state): State<AppState>, user: CurrentUser, request: R
             .await
             .map_err(|e| from_rejection(e.status(), format!("Составное тело не читается: {}", e.body_text())))?;
         let (xml, forms) = model_and_forms(parts).await?;
-        state.runtime.deploy_with_forms(&xml, forms, Some(user.login())).await?
+        state.runtime.deploy_as(&xml, forms, &user.0).await?
     } else {
         let RawBody(xml) = RawBody::from_request(request, &state).await?;
-        state.runtime.deploy(&xml, Some(user.login())).await?
+        state.runtime.deploy_as(&xml, Vec::new(), &user.0).await?
     };
     let first = deployed.first().ok_or_else(|| ApiError::internal("a valid model deployed no process"))?;
     let created = deployed.iter().any(|d| d.created);

@@ -302,6 +302,10 @@ impl From<DeployError> for ApiError {
             DeployError::Invalid(diags) => ApiError::InvalidModel(diags),
             DeployError::Store(e) => e.into(),
             DeployError::Engine(cause) => ApiError::internal(cause),
+            DeployError::NotOwner(key) => ApiError::Forbidden(format!(
+                "Процессом `{key}` владеют другие: новую версию развёртывают владельцы, названные в его модели \
+                 (reglament:settings owners), или администратор"
+            )),
         }
     }
 }

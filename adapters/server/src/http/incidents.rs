@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{ADMINS, CurrentUser, PROCESS_OWNERS};
+use super::auth::CurrentUser;
 use super::error::{ApiError, Problem};
 use super::extract::ApiJson;
 use super::instances::load;
@@ -59,11 +59,10 @@ pub struct ResolveRequest {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentList>, ApiError> {
-    let row = load(&state, &id).await?;
-    let def = state.runtime.definition(&row.definition_key, row.version).await?;
+    let (row, def) = super::instances::load_visible(&state, &user, &id).await?;
     let process = def.process();
     let items = row
         .state
@@ -114,12 +113,8 @@ pub async fn resolve(
     Path((id, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<ResolveRequest>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    if !user.0.in_group(PROCESS_OWNERS) && !user.0.in_group(ADMINS) {
-        return Err(ApiError::Forbidden(format!(
-            "Разрешать инциденты могут только участники групп `{PROCESS_OWNERS}` и `{ADMINS}`"
-        )));
-    }
-    let row = load(&state, &id).await?;
+    let (row, def) = super::instances::load_visible(&state, &user, &id).await?;
+    super::instances::require_owner(&user, &def, "Разрешать инциденты")?;
     let key: u32 = key.parse().map_err(|_| {
         ApiError::BadRequest(format!("Ключ инцидента `{key}` — не число; ключи есть в списке инцидентов экземпляра"))
     })?;

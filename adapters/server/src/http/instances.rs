@@ -45,6 +45,40 @@ pub struct CancelQuery {
     pub reason: Option<String>,
 }
 
+/// An instance `user` may see ([`crate::access`]), with its definition; any other answers as an
+/// instance that does not exist, so ids leak nothing.
+pub(super) async fn load_visible(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+) -> Result<(InstanceRow, std::sync::Arc<reglament_engine::runtime::ProcessDef>), ApiError> {
+    let row = load(state, id).await?;
+    let def = state.runtime.definition(&row.definition_key, row.version).await?;
+    if crate::access::may_see_instance(state.runtime.store(), &user.0, &row, &def).await? {
+        Ok((row, def))
+    } else {
+        Err(ApiError::NotFound(Resource::Instance, format!("Экземпляра процесса `{id}` нет")))
+    }
+}
+
+/// Changing an instance (cancel, resolve an incident): admins, and the owners of its process.
+pub(super) fn require_owner(
+    user: &CurrentUser,
+    def: &reglament_engine::runtime::ProcessDef,
+    what: &str,
+) -> Result<(), ApiError> {
+    if user.0.in_group(ADMINS) || crate::access::owns(&user.0, def) {
+        Ok(())
+    } else if user.0.in_group(PROCESS_OWNERS) {
+        Err(ApiError::Forbidden(format!(
+            "{what} могут администраторы и владельцы процесса `{}`; владельцы названы в его модели (reglament:settings owners)",
+            def.key()
+        )))
+    } else {
+        Err(ApiError::Forbidden(format!("{what} могут только участники групп `{PROCESS_OWNERS}` и `{ADMINS}`")))
+    }
+}
+
 pub(super) async fn load(state: &AppState, id: &str) -> Result<InstanceRow, ApiError> {
     // An id with a control character cannot exist (and PostgreSQL refuses NUL in a query).
     if !super::hygiene::plausible_id(id) {
@@ -83,7 +117,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
 )]
 pub async fn start(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<Response, ApiError> {
     super::hygiene::Check::default()
@@ -96,6 +130,7 @@ pub async fn start(
         business_key: req.business_key,
         variables: req.variables,
         start_event: None,
+        by: Some(user.login().to_string()),
     };
     let outcome = state.runtime.submit(op).await?;
     let Outcome::Started { id, .. } = outcome else {
@@ -119,10 +154,10 @@ pub async fn start(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    let row = load(&state, &id).await?;
+    let (row, _) = load_visible(&state, &user, &id).await?;
     Ok(Json(view(&state, &row).await?))
 }
 
@@ -138,11 +173,10 @@ pub async fn get(
 )]
 pub async fn history(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<HistoryList>, ApiError> {
-    let row = load(&state, &id).await?;
-    let def = state.runtime.definition(&row.definition_key, row.version).await?;
+    let (row, def) = load_visible(&state, &user, &id).await?;
     let final_vars = row.state.vars(reglament_engine::runtime::ROOT).cloned().unwrap_or_default();
     let mut items = Vec::new();
     for (_, at, events) in state.runtime.store().history(&id).await? {
@@ -172,12 +206,8 @@ pub async fn cancel(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<CancelQuery>,
 ) -> Result<Json<InstanceView>, ApiError> {
-    if !user.0.in_group(PROCESS_OWNERS) && !user.0.in_group(ADMINS) {
-        return Err(ApiError::Forbidden(format!(
-            "Отменять экземпляры могут только участники групп `{PROCESS_OWNERS}` и `{ADMINS}`"
-        )));
-    }
-    load(&state, &id).await?;
+    let (_, def) = load_visible(&state, &user, &id).await?;
+    require_owner(&user, &def, "Отменять экземпляры")?;
     let reason =
         q.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| format!("отменён пользователем {}", user.login()));
     state.runtime.submit(Op::Instance { id: id.clone(), command: Command::Cancel { reason } }).await?;

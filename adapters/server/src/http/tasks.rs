@@ -183,6 +183,22 @@ pub async fn inbox(
     Ok(Json(TaskList { items, next_cursor }))
 }
 
+/// A task `user` may see (see [`crate::access`]): one offered to them or done by them, or one of
+/// an instance they may see. Any other answers as a task that does not exist.
+async fn load_visible(state: &AppState, user: &CurrentUser, id: &str) -> Result<TaskRow, ApiError> {
+    let task = load(state, id).await?;
+    if user.may_see(&task) {
+        return Ok(task);
+    }
+    let instance = super::instances::load(state, &task.instance_id).await?;
+    let def = state.runtime.definition(&instance.definition_key, instance.version).await?;
+    if crate::access::may_see_instance(state.runtime.store(), &user.0, &instance, &def).await? {
+        Ok(task)
+    } else {
+        Err(ApiError::NotFound(Resource::Task, format!("Задачи `{id}` нет")))
+    }
+}
+
 async fn load(state: &AppState, id: &str) -> Result<TaskRow, ApiError> {
     // An id with a control character cannot exist (and PostgreSQL refuses NUL in a query).
     if !super::hygiene::plausible_id(id) {
@@ -220,8 +236,8 @@ pub async fn get(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = load(&state, &id).await?;
-    user.require_task(&task)?;
+    // Those who may see the instance read its tasks; acting on one needs it offered to them.
+    let task = load_visible(&state, &user, &id).await?;
     let instance = super::instances::load(&state, &task.instance_id).await?;
     let def = state.runtime.definition(&instance.definition_key, instance.version).await?;
     let facts = super::task_facts::facts(&state, std::slice::from_ref(&task), state.runtime.now()).await?;
@@ -246,7 +262,7 @@ pub async fn claim(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = load(&state, &id).await?;
+    let task = load_visible(&state, &user, &id).await?;
     user.require_task(&task)?;
     require_open(&task)?;
     if !state.runtime.store().claim_task(&id, user.login()).await? {
@@ -277,7 +293,7 @@ pub async fn unclaim(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = load(&state, &id).await?;
+    let task = load_visible(&state, &user, &id).await?;
     user.require_task_action(&task)?;
     require_open(&task)?;
     if task.assignee.is_some() && !state.runtime.store().reassign_task(&id, task.assignee.as_deref(), None).await? {
@@ -313,7 +329,7 @@ pub async fn assign(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AssignRequest>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = load(&state, &id).await?;
+    let task = load_visible(&state, &user, &id).await?;
     user.require_task_action(&task)?;
     require_open(&task)?;
     if state.runtime.store().user(&req.user).await?.is_none() {
@@ -364,7 +380,7 @@ pub async fn complete(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task = load(&state, &id).await?;
+    let task = load_visible(&state, &user, &id).await?;
     user.require_task_action(&task)?;
     require_open(&task)?;
     super::hygiene::Check::default().variable_names("variables", &req.variables).done()?;
