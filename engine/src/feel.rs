@@ -346,6 +346,12 @@ impl Expr {
         &self.source
     }
 
+    /// The variables the expression reads (root names; not built-in function words nor names
+    /// it binds itself).
+    pub fn variables(&self) -> &[String] {
+        &self.reported
+    }
+
     pub fn uses_clock(&self) -> bool {
         self.uses_clock
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::diagnostics::{Code, Diagnostic, Pos};
 use crate::feel::Vars;
-use crate::model::{Definitions, FieldKind, FieldRules, FormField, FormTarget, NodeKind, TaskKind};
+use crate::model::{Definitions, FieldKind, FieldRules, FormField, FormTarget, Node, NodeKind, Process, TaskKind};
 
 /// What is wrong with a submitted form, one problem per field, in the form's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,11 @@ pub struct FieldProblem {
 pub enum FieldProblemKind {
     Required,
     WrongValue,
+    /// A variable the task may not write: not a field of its form, not named by its output
+    /// mappings, or protected by the process.
+    NotWritable,
+    /// A read-only field of the form (context shown to the official, never written back).
+    ReadOnly,
 }
 
 impl std::fmt::Display for FormProblems {
@@ -664,6 +669,58 @@ fn expectation(field: &FormField, value: &Json) -> Option<String> {
     None
 }
 
+/// What a completion of user task `node` may write (the trust rules): with a form, only its
+/// fields that are not read-only; without one, the variables its output mappings read, or, when
+/// it has none, any variable (as Camunda does) except those the process protects
+/// (`reglament:settings protected`). Each refused variable is named, in Russian.
+pub fn check_writes(process: &Process, node: &Node, form: &[FormField], vars: &Vars) -> Result<(), FormProblems> {
+    let mut problems = Vec::new();
+    let mut refuse = |name: &str, kind: FieldProblemKind, message: String| {
+        problems.push(FieldProblem { field: name.to_string(), kind, message })
+    };
+    let fields: Vec<&FormField> = form.iter().filter(|f| f.kind != FieldKind::Note).collect();
+    if !fields.is_empty() {
+        for name in vars.keys() {
+            match fields.iter().find(|f| &f.id == name) {
+                Some(f) if f.readonly => refuse(
+                    name,
+                    FieldProblemKind::ReadOnly,
+                    format!("поле «{}» ({name}) только для чтения: задача его не меняет", f.label),
+                ),
+                Some(_) => {}
+                None => refuse(
+                    name,
+                    FieldProblemKind::NotWritable,
+                    format!("поля `{name}` нет в форме задачи: выполнение задачи записывает только поля её формы"),
+                ),
+            }
+        }
+    } else if !node.io.outputs.is_empty() {
+        let read: BTreeSet<&str> =
+            node.io.outputs.iter().flat_map(|m| m.source.variables().iter().map(String::as_str)).collect();
+        for name in vars.keys().filter(|n| !read.contains(n.as_str())) {
+            refuse(
+                name,
+                FieldProblemKind::NotWritable,
+                format!(
+                    "переменную `{name}` задача не принимает: она записывает только то, что читают её выходные сопоставления ({})",
+                    read.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    } else {
+        for name in vars.keys().filter(|n| process.settings.protected.contains(n)) {
+            refuse(
+                name,
+                FieldProblemKind::NotWritable,
+                format!("переменная `{name}` защищена процессом: выполнение задачи её не меняет"),
+            );
+        }
+    }
+    problems.sort_by(|a, b| a.field.cmp(&b.field));
+    if problems.is_empty() { Ok(()) } else { Err(FormProblems(problems)) }
+}
+
 /// Checks a task's completion variables against its form. Messages are in Russian: they are
 /// shown to the official who filled in the form. Read-only fields and notes are not checked:
 /// the form does not submit them.
@@ -732,6 +789,61 @@ mod tests {
   "executionPlatformVersion": "8.6.0",
   "schemaVersion": 16
 }"#;
+
+    #[test]
+    fn a_completion_writes_only_what_the_task_may_change() {
+        let model = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:reglament="urn:reglament:bpmn:1.0" id="d" targetNamespace="urn:t">
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:extensionElements><reglament:settings protected="requestNo, registeredAt" /></bpmn:extensionElements>
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="formed" />
+    <bpmn:userTask id="formed"><bpmn:extensionElements><reglament:form>
+      <reglament:field id="decision" label="Решение" type="text" />
+      <reglament:field id="requester" label="Заявитель" type="text" readonly="true" />
+    </reglament:form></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="formed" targetRef="mapped" />
+    <bpmn:userTask id="mapped"><bpmn:extensionElements><zeebe:ioMapping>
+      <zeebe:output source="=upper case(answer) + suffix" target="reply" />
+    </zeebe:ioMapping></bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="mapped" targetRef="free" />
+    <bpmn:userTask id="free" />
+    <bpmn:sequenceFlow id="f4" sourceRef="free" targetRef="e" />
+    <bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+        let (defs, diags) = crate::parse_definitions(model.as_bytes());
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        let p = &defs.processes[0];
+        let refused = |node: &str, vars: Json| -> Vec<(String, FieldProblemKind)> {
+            let n = p.node(p.index[node]);
+            let NodeKind::Task(t) = &n.kind else { panic!("a task") };
+            let vars = vars.as_object().unwrap().clone();
+            match check_writes(p, n, &t.form, &vars) {
+                Ok(()) => Vec::new(),
+                Err(FormProblems(v)) => v.into_iter().map(|x| (x.field, x.kind)).collect(),
+            }
+        };
+        let none: Vec<(String, FieldProblemKind)> = Vec::new();
+        assert_eq!(refused("formed", serde_json::json!({"decision": "ok"})), none);
+        assert_eq!(
+            refused("formed", serde_json::json!({"decision": "ok", "requester": "x", "extensionGranted": 90})),
+            [
+                ("extensionGranted".to_string(), FieldProblemKind::NotWritable),
+                ("requester".into(), FieldProblemKind::ReadOnly)
+            ]
+        );
+        assert_eq!(refused("mapped", serde_json::json!({"answer": "a", "suffix": "!"})), none);
+        assert_eq!(
+            refused("mapped", serde_json::json!({"answer": "a", "reply": "b"})),
+            [("reply".to_string(), FieldProblemKind::NotWritable)]
+        );
+        assert_eq!(refused("free", serde_json::json!({"anything": 1})), none);
+        assert_eq!(
+            refused("free", serde_json::json!({"anything": 1, "registeredAt": "2020-01-01"})),
+            [("registeredAt".to_string(), FieldProblemKind::NotWritable)]
+        );
+    }
 
     fn one(text: &str) -> (Option<CamundaForm>, Vec<Diagnostic>) {
         let (mut forms, diags) = read_files(&[FormFile { name: "f.form", bytes: text.as_bytes() }]);

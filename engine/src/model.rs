@@ -107,6 +107,9 @@ pub struct ProcessSettings {
     /// Who owns the process among the process owners (`reglament:settings owners="legal,
     /// ivanova"`): group ids or logins. Empty: every process owner.
     pub owners: Vec<String>,
+    /// Variables no completion of a user task without a form may write (`reglament:settings
+    /// protected="requestNo,registeredAt"`): the request number, legal dates.
+    pub protected: Vec<String>,
     /// The instance SLA (`reglament:sla`).
     pub sla: Option<Deadline>,
     /// Process registry metadata (`reglament:registry`), field name → value.

@@ -379,6 +379,21 @@ impl Parser {
                         );
                     }
                 }
+                if let Some(a) = ext.attr("protected") {
+                    settings.protected =
+                        a.value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+                    if settings.protected.iter().any(|v| v.chars().any(|c| c.is_whitespace() || c.is_control())) {
+                        self.error(
+                            Code::BadValue,
+                            a.pos,
+                            Some(id),
+                            format!(
+                                "protected must list variable names separated by commas (e.g. `requestNo,registeredAt`), not `{}`",
+                                a.value
+                            ),
+                        );
+                    }
+                }
                 match ext.attr("uniqueBusinessKey") {
                     None => {}
                     Some(a) if a.value == "true" || a.value == "false" => {
@@ -1236,7 +1251,8 @@ impl Parser {
                 required: f.attr_value("required") == Some("true"),
                 hint: f.attr_value("hint").map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned),
                 options,
-                readonly: false,
+                // Context shown to the official (the request text, the requester), never written.
+                readonly: f.attr_value("readonly") == Some("true"),
                 default: None,
                 rules: FieldRules::default(),
                 pos: f.pos,

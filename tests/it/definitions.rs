@@ -44,6 +44,14 @@ fn registry_export_lists_every_shipped_process_with_all_columns() {
     for f in shipped() {
         std::fs::copy(&f, dir.join("definitions").join(f.file_name().unwrap())).unwrap();
     }
+    // The email templates the models name are part of the folder: a model naming one that is
+    // not there is refused at deploy.
+    let templates = repo_root().join("definitions/templates");
+    std::fs::create_dir_all(dir.join("definitions/templates")).unwrap();
+    for entry in std::fs::read_dir(&templates).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join("definitions/templates").join(path.file_name().unwrap())).unwrap();
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_reglament"))
         .args(["registry", "export", "--format", "csv"])
         .current_dir(&dir)

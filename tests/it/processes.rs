@@ -409,6 +409,19 @@ fn information_request_extension_moves_the_sla_and_the_answer_goes_by_email() {
     // 30 calendar days from the registration on 01.04.2027: the 30th day is Saturday 01.05 (a
     // holiday), so the term ends on the next working day.
     assert!(deadline.starts_with("2027-05-"), "{deadline}");
+    // A completion writes only the fields of the task's form: the request number and an
+    // extension sent beside them are refused, each named, and nothing of it is stored.
+    let card = s.wait_task("orlova", Some(&id), "record_card")["id"].as_str().unwrap().to_string();
+    let forged = json!({"variables": {"channel": "email", "receivedOn": "2027-03-31", "requesterName": "ООО «Энерго»",
+        "requesterKind": "organisation", "replyEmail": "office@energo.example.org", "requestText": "Перечень",
+        "requestNo": "ПОДМЕНА", "extensionGranted": 90}});
+    let (status, problem) = s.call("orlova", "POST", &format!("/api/tasks/{card}/complete"), Some(&forged));
+    assert_eq!(status, 422, "{problem}");
+    let mut named: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    named.sort();
+    assert_eq!(named, ["extensionGranted", "requestNo"], "{problem}");
+    assert_eq!(s.instance(&id)["variables"]["requestNo"], json!("З-2027-116"), "nothing was written");
     s.complete(
         "orlova",
         Some(&id),

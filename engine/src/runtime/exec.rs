@@ -252,7 +252,9 @@ impl<'a> Exec<'a> {
                     .filter(|e| matches!(e.data, EiData::Task(_)))
                     .ok_or(Rejection::NoSuchTask(task))?;
                 let node = ei.node;
-                if let NodeKind::Task(t) = &self.node(node).kind {
+                let n = self.node(node);
+                if let NodeKind::Task(t) = &n.kind {
+                    crate::form::check_writes(self.p, n, &t.form, &variables).map_err(Rejection::InvalidForm)?;
                     crate::form::check(&t.form, &variables).map_err(Rejection::InvalidForm)?;
                 }
                 self.emit(Event::TaskCompleted { key: task, node });
