@@ -1269,6 +1269,77 @@ async fn visibility_rules(db: TestDb) {
     app.finish().await;
 }
 
+/// The audit log: every act of a person with who, when and what they submitted, listed for
+/// admins and auditors only, filtered and paged; rows cannot be changed or deleted, whoever
+/// asks the database.
+async fn audit_trail(db: TestDb) {
+    let app = App::new(db).await;
+    let auditor = person(app.rt.store(), "orlova", &["auditors"]).await;
+    app.deploy(APPROVAL, &app.owner).await.ok(201);
+    let id = app.start("approval", &app.outsider, json!({"amount": 7})).await["id"].as_str().unwrap().to_string();
+    let tid = app.task_of(&id).await["id"].as_str().unwrap().to_string();
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.reviewer).await.ok(200);
+    app.post(
+        &format!("/api/tasks/{tid}/complete"),
+        &app.reviewer,
+        json!({"variables": {"decision": "approve", "comment": "Согласовано"}}),
+    )
+    .await
+    .ok(200);
+    // A refused completion is no act: nothing is recorded for it.
+    app.post(&format!("/api/tasks/{tid}/complete"), &app.reviewer, json!({"variables": {}}))
+        .await
+        .problem(409, "/problems/conflict");
+
+    app.get("/api/audit", &app.reviewer).await.problem(403, "/problems/forbidden");
+    let all = app.get("/api/audit", &auditor).await.ok(200);
+    let acts: Vec<(String, String)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["actor"].as_str().unwrap().to_string(), i["action"].as_str().unwrap().to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("owner", "definition.deploy"),
+        ("sidorov", "instance.start"),
+        ("ivanov", "task.claim"),
+        ("ivanov", "task.complete"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(acts, expected, "{all}");
+    let completed = &all["items"][3];
+    assert_eq!(completed["target"], json!(tid));
+    assert_eq!(completed["instanceId"], json!(id));
+    assert_eq!(completed["details"]["variables"], json!({"decision": "approve", "comment": "Согласовано"}));
+    assert!(completed["at"].as_str().unwrap().ends_with("+04:00"), "{completed}");
+    assert_eq!(all["items"][1]["details"]["variables"], json!({"amount": 7}));
+    // Filters and pages.
+    let mine = app.get("/api/audit?actor=ivanov", &app.admin).await.ok(200);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2);
+    let of_instance = app.get(&format!("/api/audit?instance={id}&action=task.complete"), &app.admin).await.ok(200);
+    assert_eq!(of_instance["items"].as_array().unwrap().len(), 1);
+    let first = app.get("/api/audit?limit=3", &auditor).await.ok(200);
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    let cursor = first["nextCursor"].as_str().expect("a next page").to_string();
+    let rest = app.get(&format!("/api/audit?limit=3&cursor={cursor}"), &auditor).await.ok(200);
+    assert_eq!(rest["items"][0]["action"], json!("task.complete"));
+    assert_eq!(rest["nextCursor"], Value::Null);
+    app.get("/api/audit?limit=0", &auditor).await.problem(400, "/problems/bad-request");
+
+    // Append-only in the database itself.
+    for sql in ["UPDATE audit_log SET actor = 'nobody'", "DELETE FROM audit_log"] {
+        let mut tx = app.rt.store().begin().await.unwrap();
+        let refused = tx.execute_sql(sql).await;
+        assert!(refused.is_err(), "{sql} was allowed");
+        assert!(format!("{:?}", refused.unwrap_err()).contains("append-only"), "{sql}");
+        let _ = tx.rollback().await;
+    }
+    assert_eq!(app.get("/api/audit", &auditor).await.ok(200)["items"].as_array().unwrap().len(), 4);
+    app.finish().await;
+}
+
 macro_rules! on_sqlite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1313,6 +1384,7 @@ on_sqlite!(
     security_headers,
     unique_business_keys,
     visibility_rules,
+    audit_trail,
 );
 on_postgres!(
     main_flow,
@@ -1321,5 +1393,6 @@ on_postgres!(
     cursor_pagination,
     hostile_keys,
     unique_business_keys,
-    visibility_rules
+    visibility_rules,
+    audit_trail
 );

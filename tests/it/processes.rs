@@ -454,6 +454,40 @@ fn information_request_extension_moves_the_sla_and_the_answer_goes_by_email() {
     s.wait_state(&id, "completed");
     let answer = s.mail("office@energo.example.org", "Ответ на запрос");
     assert!(text_of(&answer).contains("Перечень объектов прилагается."), "{}", text_of(&answer));
+
+    // The audit log names every actor of the request and what each submitted, from where.
+    let (status, log) = s.call("admin", "GET", &format!("/api/audit?instance={id}&action=task.complete"), None);
+    assert_eq!(status, 200, "{log}");
+    let acts: Vec<(String, String, Value)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["address"], json!("127.0.0.1"), "{i}");
+            (
+                i["actor"].as_str().unwrap().into(),
+                i["details"]["element"].as_str().unwrap().into(),
+                i["details"]["variables"].clone(),
+            )
+        })
+        .collect();
+    let who: Vec<(&str, &str)> = acts.iter().map(|(a, e, _)| (a.as_str(), e.as_str())).collect();
+    assert_eq!(
+        who,
+        [("orlova", "record_card"), ("kuznetsov", "check_competence"), ("sidorova", "prepare_answer")],
+        "{log}"
+    );
+    assert_eq!(acts[1].2["extensionDays"], json!(20), "{log}");
+    assert_eq!(acts[2].2["answerText"], json!("Перечень объектов прилагается."), "{log}");
+    let (_, started) = s.call("admin", "GET", "/api/audit?action=instance.start", None);
+    assert!(
+        started["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["actor"] == "orlova" && i["details"]["variables"]["requestNo"] == "З-2027-116"),
+        "{started}"
+    );
 }
 
 #[test]

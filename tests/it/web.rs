@@ -425,6 +425,17 @@ fn users_update_disable_enable_commands() {
     assert_eq!(resolves(&rt), None, "a disabled user's token resolves to nobody");
     assert_eq!(run(&["enable", "orlova"]).0, Some(0));
     assert_eq!(resolves(&rt), Some((Some("Орлова Татьяна Михайловна".into()), vec!["reception".to_string()])));
+    // Each change made on the command line is in the audit log, by `cli:` and the OS user.
+    let acts = rt.block_on(async {
+        let store = reglament_store::Store::connect(&url, 2).await.unwrap();
+        let q = reglament_store::audit::AuditQuery { target: Some("orlova".into()), limit: 100, ..Default::default() };
+        let rows = store.audit(&q).await.unwrap();
+        store.close().await;
+        rows
+    });
+    let actions: Vec<&str> = acts.iter().map(|r| r.entry.action.as_str()).collect();
+    assert!(actions.ends_with(&["user.disable", "user.enable"]), "{actions:?}");
+    assert!(actions.contains(&"user.update") && acts.iter().all(|r| r.entry.actor.starts_with("cli:")), "{acts:?}");
 }
 
 /// `reglament users password LOGIN --password-stdin` on a database file.

@@ -28,7 +28,7 @@ pub fn read_password(from_stdin: bool, input: &mut dyn BufRead) -> anyhow::Resul
 /// Sets the password of an existing user.
 pub async fn run(store: &Store, login: &str, password: &str) -> anyhow::Result<()> {
     match set_password(store, login, password, chrono::Utc::now()).await {
-        Ok(true) => Ok(()),
+        Ok(true) => crate::users_cmd::record_act(store, "user.password", login, serde_json::json!({})).await,
         Ok(false) => bail!(
             "пользователя `{login}` нет (создайте его: `reglament users add`, или запустите сервер, чтобы загрузился справочник)"
         ),

@@ -7,7 +7,27 @@ use chrono::Utc;
 
 use reglament_server::accounts;
 use reglament_store::Store;
+use reglament_store::audit::AuditEntry;
 use reglament_store::auth::UserRecord;
+
+/// Records an act done on the command line in the audit log: the actor is `cli:` and the
+/// operating-system user who ran the command (the command has no signed-in person).
+pub async fn record_act(store: &Store, action: &str, target: &str, details: serde_json::Value) -> anyhow::Result<()> {
+    let os_user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    let entry = AuditEntry {
+        at: Utc::now(),
+        actor: format!("cli:{os_user}"),
+        address: None,
+        action: action.to_string(),
+        target: Some(target.to_string()),
+        instance_id: None,
+        details,
+    };
+    store
+        .record_audit(&entry)
+        .await
+        .map_err(|e| anyhow::anyhow!("the act is done, but the audit log did not record it: {e}"))
+}
 
 /// Adds or updates a user and returns a new API token for them.
 pub async fn add(
@@ -26,7 +46,10 @@ pub async fn add(
         disabled: false,
         created_at: now,
     };
-    Ok(accounts::add_with_token(store, record, "users add", now).await?)
+    let details = serde_json::json!({"email": record.email, "name": record.name, "groups": record.groups});
+    let token = accounts::add_with_token(store, record, "users add", now).await?;
+    record_act(store, "user.add", login, details).await?;
+    Ok(token)
 }
 
 /// `reglament users update LOGIN [--email E] [--groups g1,g2] [--name N]`: changes only what is
@@ -55,6 +78,8 @@ pub async fn update(
     }
     let user = accounts::normalise(user).map_err(|(field, message)| anyhow::anyhow!("{field}: {message}"))?;
     store.update_user(&user).await?;
+    let details = serde_json::json!({"email": user.email, "name": user.name, "groups": user.groups});
+    record_act(store, "user.update", login, details).await?;
     Ok(user)
 }
 
@@ -67,5 +92,5 @@ pub async fn set_disabled(store: &Store, login: &str, disabled: bool) -> anyhow:
     if disabled {
         store.delete_sessions_of(login).await?;
     }
-    Ok(())
+    record_act(store, if disabled { "user.disable" } else { "user.enable" }, login, serde_json::json!({})).await
 }

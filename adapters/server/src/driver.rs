@@ -86,6 +86,12 @@ pub enum Op {
         definition: String,
         element: String,
     },
+    /// A person's act: `op`, and when it succeeds, `entry` in the audit log, in the same
+    /// transaction (its time is the batch's).
+    Audited {
+        op: Box<Op>,
+        entry: reglament_store::audit::AuditEntry,
+    },
 }
 
 impl Op {
@@ -94,6 +100,7 @@ impl Op {
     fn span(&self) -> tracing::Span {
         use tracing::field::Empty;
         match self {
+            Op::Audited { op, .. } => op.span(),
             Op::Start { definition, .. } => {
                 info_span!("command", command = "start", definition = %definition, instance = Empty)
             }
@@ -531,6 +538,7 @@ impl Runtime {
             index: HashMap::new(),
             follow: VecDeque::new(),
             versions: HashMap::new(),
+            audit: Vec::new(),
         };
         if let Err(e) = b.prefetch(ops).await {
             let _ = b.tx.rollback().await;
@@ -836,6 +844,8 @@ struct Batch<'a> {
     follow: VecDeque<FollowUp>,
     /// Latest definition versions read in this batch.
     versions: HashMap<String, i64>,
+    /// The acts of people the batch's commands did, written with them.
+    audit: Vec<reglament_store::audit::AuditEntry>,
 }
 
 /// Work an effect asks for that stays inside the database.
@@ -888,6 +898,12 @@ impl Batch<'_> {
 
     async fn op(&mut self, op: Op) -> Result<Outcome, DriverError> {
         match op {
+            Op::Audited { op, mut entry } => {
+                let outcome = Box::pin(self.op(*op)).await?;
+                entry.at = self.now;
+                self.audit.push(entry);
+                Ok(outcome)
+            }
             Op::Start { definition, business_key, variables, start_event, by } => {
                 self.start(
                     &definition,
@@ -960,6 +976,10 @@ impl Batch<'_> {
     async fn prefetch(&mut self, ops: &[Op]) -> Result<(), DriverError> {
         let mut ids: Vec<&str> = ops
             .iter()
+            .map(|op| match op {
+                Op::Audited { op, .. } => op.as_ref(),
+                op => op,
+            })
             .filter_map(|op| match op {
                 Op::Instance { id, .. } => Some(id.as_str()),
                 Op::CompleteTask { task_id, .. } => parse_task_id(task_id).map(|(i, _)| i),
@@ -1305,7 +1325,7 @@ impl Batch<'_> {
     async fn write(&mut self) -> Result<Wake, DriverError> {
         let mut wake = Wake::default();
         let now = self.now;
-        let mut w = Writes { now, ..Writes::default() };
+        let mut w = Writes { now, audit: std::mem::take(&mut self.audit), ..Writes::default() };
         for work in &mut self.work {
             if work.transitions.is_empty() {
                 continue;

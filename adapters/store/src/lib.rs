@@ -50,6 +50,7 @@ macro_rules! on_pool {
 }
 
 // Submodules see the macros above (declared after them on purpose).
+pub mod audit;
 pub mod auth;
 pub mod codec;
 pub mod directory;

@@ -356,6 +356,8 @@ pub struct Writes {
     pub outbox: Vec<QueuedWrite>,
     pub jobs: Vec<QueuedWrite>,
     pub job_finishes: Vec<JobFinish>,
+    /// Acts of people done by the batch's commands (`Op::Audited`), in its transaction.
+    pub audit: Vec<crate::audit::AuditEntry>,
     /// Instances cancelled in this batch: their leftovers are swept.
     pub cancelled: Vec<String>,
     /// The batch's time (for the tasks a cancellation closes).
@@ -413,6 +415,7 @@ impl Tx {
             self.insert("instances", &format!("{INSTANCE_COLUMNS}, rev"), INSTANCE_WIDTH + 1, &rows, "").await?;
         }
         self.insert("history", "instance_id, seq, at, events", 4, &values_of(&w.history), "").await?;
+        self.insert_rows("audit_log", crate::audit::AUDIT_COLUMNS, crate::audit::AUDIT_WIDTH, &w.audit).await?;
         self.insert(
             "tasks",
             "id, instance_id, task_key, definition_key, element_id, name, state, assignee, candidate_groups, \
@@ -510,6 +513,17 @@ impl Tx {
     }
 
     /// `INSERT INTO table (columns) VALUES (…), (…) tail`, in chunks.
+    /// Inserts `rows` of a [`WriteRow`] type.
+    pub(crate) async fn insert_rows<R: WriteRow>(
+        &mut self,
+        table: &str,
+        columns: &str,
+        width: usize,
+        rows: &[R],
+    ) -> Result<u64> {
+        self.insert(table, columns, width, &values_of(rows), "").await
+    }
+
     async fn insert(&mut self, table: &str, columns: &str, width: usize, rows: &[Vec<Val>], tail: &str) -> Result<u64> {
         if rows.is_empty() {
             return Ok(0);

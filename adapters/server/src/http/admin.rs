@@ -105,6 +105,7 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Js
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     ApiJson(req): ApiJson<NewUserRequest>,
 ) -> Result<Response, ApiError> {
     admin(&user)?;
@@ -123,6 +124,8 @@ pub async fn create(
     if !state.runtime.store().create_user(&record).await? {
         return Err(ApiError::Conflict(format!("Пользователь `{}` уже есть", record.login)));
     }
+    let details = serde_json::json!({"email": record.email, "name": record.name, "groups": record.groups});
+    actor.record(&state, "user.create", Some(&record.login), details).await;
     let location = format!("{}/api/users/{}", state.base_url, record.login);
     let body = UserView::build(&record, state.runtime.default_tz());
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response())
@@ -143,6 +146,7 @@ pub async fn create(
 pub async fn create_token(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path(login): Path<String>,
     ApiJson(req): ApiJson<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
@@ -150,6 +154,7 @@ pub async fn create_token(
     existing(&state, &login).await?;
     let token = new_token().map_err(ApiError::internal)?;
     state.runtime.store().insert_token(&hash_token(&token), &login, req.label.as_deref(), Utc::now()).await?;
+    actor.record(&state, "token.create", Some(&login), serde_json::json!({"label": req.label})).await;
     Ok((StatusCode::CREATED, Json(TokenResponse { login, token })))
 }
 
@@ -238,9 +243,12 @@ async fn set_disabled(
 pub async fn disable(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path(login): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_disabled(&state, &user, &login, true).await
+    let view = set_disabled(&state, &user, &login, true).await?;
+    actor.record(&state, "user.disable", Some(&login), serde_json::json!({})).await;
+    Ok(view)
 }
 
 /// Enables a disabled user again (admins only); their tokens work again, a new sign-in is needed.
@@ -257,9 +265,12 @@ pub async fn disable(
 pub async fn enable(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path(login): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_disabled(&state, &user, &login, false).await
+    let view = set_disabled(&state, &user, &login, false).await?;
+    actor.record(&state, "user.enable", Some(&login), serde_json::json!({})).await;
+    Ok(view)
 }
 
 /// A user's API tokens (admins only): ids, labels, when issued — never the tokens.
@@ -307,6 +318,7 @@ pub async fn list_tokens(
 pub async fn revoke_token(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path((login, token_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     admin(&user)?;
@@ -322,5 +334,6 @@ pub async fn revoke_token(
     }
     state.tokens.clear();
     tracing::warn!(login, token = token_id, by = user.login(), "API token revoked");
+    actor.record(&state, "token.revoke", Some(&login), serde_json::json!({"tokenId": token_id})).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -71,6 +71,7 @@ pub async fn get(State(state): State<AppState>, _user: CurrentUser) -> Json<Cloc
 pub async fn change(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     ApiJson(req): ApiJson<ClockChange>,
 ) -> Result<Json<ClockView>, ApiError> {
     user.require_group(ADMINS, "Переводить часы сервера")?;
@@ -99,6 +100,8 @@ pub async fn change(
     match moved {
         Ok(now) => {
             tracing::warn!(now = %now, by = %user.0.login, "clock moved forward");
+            let details = serde_json::json!({"advance": req.advance, "to": req.to, "now": now.to_rfc3339()});
+            actor.record(&state, "clock.move", None, details).await;
             let wakers = state.runtime.wakers();
             wakers.scheduler.notify_one();
             wakers.outbox.notify_one();

@@ -81,6 +81,7 @@ pub struct DeployParts {
 )]
 pub async fn deploy(State(state): State<AppState>, user: CurrentUser, request: Request) -> Result<Response, ApiError> {
     user.require_group(PROCESS_OWNERS, "Развёртывать определения процессов")?;
+    let actor = super::audit::Actor::of(user.login(), request.extensions());
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -107,6 +108,10 @@ pub async fn deploy(State(state): State<AppState>, user: CurrentUser, request: R
             .map(|d| DeployedView { key: d.key.clone(), version: d.version, created: d.created })
             .collect(),
     };
+    if created {
+        let versions: Vec<_> = body.definitions.iter().filter(|d| d.created).map(|d| (&d.key, d.version)).collect();
+        actor.record(&state, "definition.deploy", Some(&first.key), serde_json::json!({"versions": versions})).await;
+    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let location = format!("{}/api/definitions/{}", state.base_url, first.key);
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())

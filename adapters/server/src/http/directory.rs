@@ -52,6 +52,7 @@ async fn read(state: &AppState) -> Result<Directory, ApiError> {
 pub async fn replace(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     ApiJson(directory): ApiJson<Directory>,
 ) -> Result<Json<Directory>, ApiError> {
     user.require_group(ADMINS, "Заменять справочник организации")?;
@@ -63,5 +64,7 @@ pub async fn replace(
         });
     }
     state.tokens.clear();
+    let details = serde_json::to_value(&directory).unwrap_or_default();
+    actor.record(&state, "directory.replace", None, details).await;
     Ok(Json(read(&state).await?))
 }

@@ -110,6 +110,7 @@ pub async fn list(
 pub async fn resolve(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path((id, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<ResolveRequest>,
 ) -> Result<Json<InstanceView>, ApiError> {
@@ -123,8 +124,10 @@ pub async fn resolve(
             "У экземпляра `{id}` нет открытого инцидента {key}: он уже разрешён или не существовал"
         )));
     }
+    let details = serde_json::json!({"incident": key, "variables": req.variables});
     let command = Command::ResolveIncident { incident: key, variables: req.variables };
-    state.runtime.submit(Op::Instance { id: id.clone(), command }).await?;
+    let op = Op::Instance { id: id.clone(), command };
+    state.runtime.submit(actor.audited(op, "incident.resolve", Some(&id), Some(&id), details)).await?;
     let row = load(&state, &id).await?;
     let def = state.runtime.definition(&row.definition_key, row.version).await?;
     Ok(Json(InstanceView::build(&row, &def, state.runtime.env(), state.runtime.now(), &state.base_url)))

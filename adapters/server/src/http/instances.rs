@@ -118,6 +118,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
 pub async fn start(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<Response, ApiError> {
     super::hygiene::Check::default()
@@ -125,6 +126,8 @@ pub async fn start(
         .key("businessKey", req.business_key.as_deref().unwrap_or(""), false)
         .variable_names("variables", &req.variables)
         .done()?;
+    let details = serde_json::json!({"businessKey": req.business_key, "variables": req.variables});
+    let target = req.definition_key.clone();
     let op = Op::Start {
         definition: req.definition_key,
         business_key: req.business_key,
@@ -132,7 +135,7 @@ pub async fn start(
         start_event: None,
         by: Some(user.login().to_string()),
     };
-    let outcome = state.runtime.submit(op).await?;
+    let outcome = state.runtime.submit(actor.audited(op, "instance.start", Some(&target), None, details)).await?;
     let Outcome::Started { id, .. } = outcome else {
         return Err(ApiError::internal(format!("start answered {outcome:?}")));
     };
@@ -203,6 +206,7 @@ pub async fn history(
 pub async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<CancelQuery>,
 ) -> Result<Json<InstanceView>, ApiError> {
@@ -210,7 +214,9 @@ pub async fn cancel(
     require_owner(&user, &def, "Отменять экземпляры")?;
     let reason =
         q.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| format!("отменён пользователем {}", user.login()));
-    state.runtime.submit(Op::Instance { id: id.clone(), command: Command::Cancel { reason } }).await?;
+    let details = serde_json::json!({"reason": reason});
+    let op = Op::Instance { id: id.clone(), command: Command::Cancel { reason } };
+    state.runtime.submit(actor.audited(op, "instance.cancel", Some(&id), Some(&id), details)).await?;
     let row = load(&state, &id).await?;
     Ok(Json(view(&state, &row).await?))
 }

@@ -55,6 +55,7 @@ pub struct MessageResponse {
 pub async fn publish(
     State(state): State<AppState>,
     _user: CurrentUser,
+    actor: super::audit::Actor,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     super::hygiene::Check::default()
@@ -75,8 +76,11 @@ pub async fn publish(
             (until - now).num_milliseconds()
         }
     };
+    let details =
+        serde_json::json!({"correlationKey": req.correlation_key, "variables": req.variables, "ttlMs": ttl_ms});
+    let target = req.name.clone();
     let op = Op::Message { name: req.name, correlation_key: req.correlation_key, variables: req.variables, ttl_ms };
-    let outcome = state.runtime.submit(op).await?;
+    let outcome = state.runtime.submit(actor.audited(op, "message.publish", Some(&target), None, details)).await?;
     let (status, result, id) = match outcome {
         Outcome::Applied { id } => (StatusCode::OK, "correlated", Some(id)),
         Outcome::Started { id, .. } => (StatusCode::OK, "started", Some(id)),

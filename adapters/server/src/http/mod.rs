@@ -13,6 +13,7 @@
 //! timeout; then for `/api`: authentication, `Idempotency-Key`, body size limits.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod definitions;
@@ -186,6 +187,7 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(admin::groups))
         .routes(routes!(directory::get, directory::replace))
         .routes(routes!(clock::get, clock::change))
+        .routes(routes!(audit::list))
         .layer(DefaultBodyLimit::max(state.limits.json_body));
     let bpmn_routes =
         OpenApiRouter::new().routes(routes!(definitions::deploy)).layer(DefaultBodyLimit::max(state.limits.bpmn_body));

@@ -36,12 +36,17 @@ pub struct PasswordRequest {
 pub async fn set(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: super::audit::Actor,
     Path(login): Path<String>,
     ApiJson(req): ApiJson<PasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     user.require_group(ADMINS, "Задавать пароли")?;
     match set_password(state.runtime.store(), &login, &req.password, state.runtime.now()).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(true) => {
+            // Never the password itself.
+            actor.record(&state, "user.password", Some(&login), serde_json::json!({})).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Ok(false) => Err(ApiError::NotFound(Resource::User, format!("Пользователя `{login}` нет"))),
         Err(SetPasswordError::Weak(message)) => Err(ApiError::Validation {
             detail: message.clone(),

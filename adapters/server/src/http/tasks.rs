@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use serde_json::json;
+
+use super::audit::Actor;
 use super::auth::CurrentUser;
 use super::error::{ApiError, FieldError, Problem, Resource};
 use super::extract::{ApiJson, ApiQuery};
@@ -260,6 +263,7 @@ pub async fn get(
 pub async fn claim(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = load_visible(&state, &user, &id).await?;
@@ -273,6 +277,7 @@ pub async fn claim(
             now.assignee.unwrap_or_default()
         )));
     }
+    actor.record(&state, "task.claim", Some(&id), json!({"instanceId": task.instance_id})).await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
@@ -291,6 +296,7 @@ pub async fn claim(
 pub async fn unclaim(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = load_visible(&state, &user, &id).await?;
@@ -299,6 +305,9 @@ pub async fn unclaim(
     if task.assignee.is_some() && !state.runtime.store().reassign_task(&id, task.assignee.as_deref(), None).await? {
         return Err(ApiError::Conflict(format!("Задача `{id}` изменилась во время запроса; повторите его")));
     }
+    actor
+        .record(&state, "task.unclaim", Some(&id), json!({"instanceId": task.instance_id, "was": task.assignee}))
+        .await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
@@ -326,6 +335,7 @@ pub struct AssignRequest {
 pub async fn assign(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: Actor,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<AssignRequest>,
 ) -> Result<Json<TaskView>, ApiError> {
@@ -343,6 +353,8 @@ pub async fn assign(
     if !state.runtime.store().reassign_task(&id, task.assignee.as_deref(), Some(&req.user)).await? {
         return Err(ApiError::Conflict(format!("Задача `{id}` изменилась во время запроса; повторите его")));
     }
+    let details = json!({"instanceId": task.instance_id, "was": task.assignee, "to": req.user});
+    actor.record(&state, "task.assign", Some(&id), details).await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
@@ -377,6 +389,7 @@ pub struct CompleteRequest {
 pub async fn complete(
     State(state): State<AppState>,
     user: CurrentUser,
+    actor: Actor,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<TaskView>, ApiError> {
@@ -384,7 +397,8 @@ pub async fn complete(
     user.require_task_action(&task)?;
     require_open(&task)?;
     super::hygiene::Check::default().variable_names("variables", &req.variables).done()?;
+    let details = json!({"element": task.element_id, "variables": req.variables});
     let op = Op::CompleteTask { task_id: id.clone(), variables: req.variables, by: Some(user.login().to_string()) };
-    state.runtime.submit(op).await?;
+    state.runtime.submit(actor.audited(op, "task.complete", Some(&id), Some(&task.instance_id), details)).await?;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }

@@ -22,6 +22,7 @@ use super::format;
 use super::pages::{csrf_refused, message, render, server_error};
 use super::session::{WebUser, cross_site, same_token};
 use crate::http::AppState;
+use crate::http::audit::ClientAddress;
 use crate::http::auth::CurrentUser;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
@@ -407,13 +408,15 @@ where
 pub async fn claim(
     State(state): State<AppState>,
     headers: HeaderMap,
+    address: ClientAddress,
     user: WebUser,
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
     let done = format!("/tasks/{id}");
+    let actor = address.actor(&user.user.login);
     act(&state, &headers, &user, &posted, &id, &done, |me| async {
-        crate::http::tasks::claim(State(state.clone()), me, Path(id.clone())).await.map(|_| ())
+        crate::http::tasks::claim(State(state.clone()), me, actor, Path(id.clone())).await.map(|_| ())
     })
     .await
 }
@@ -421,12 +424,14 @@ pub async fn claim(
 pub async fn unclaim(
     State(state): State<AppState>,
     headers: HeaderMap,
+    address: ClientAddress,
     user: WebUser,
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
+    let actor = address.actor(&user.user.login);
     act(&state, &headers, &user, &posted, &id, "/?done=unclaimed", |me| async {
-        crate::http::tasks::unclaim(State(state.clone()), me, Path(id.clone())).await.map(|_| ())
+        crate::http::tasks::unclaim(State(state.clone()), me, actor, Path(id.clone())).await.map(|_| ())
     })
     .await
 }
@@ -434,15 +439,17 @@ pub async fn unclaim(
 pub async fn assign(
     State(state): State<AppState>,
     headers: HeaderMap,
+    address: ClientAddress,
     user: WebUser,
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
     let to = posted.iter().find(|(k, _)| k == "user").map(|(_, v)| v.clone()).unwrap_or_default();
     let done = format!("/tasks/{id}");
+    let actor = address.actor(&user.user.login);
     act(&state, &headers, &user, &posted, &id, &done, |me| async {
         let request = ApiJson(AssignRequest { user: to });
-        crate::http::tasks::assign(State(state.clone()), me, Path(id.clone()), request).await.map(|_| ())
+        crate::http::tasks::assign(State(state.clone()), me, actor, Path(id.clone()), request).await.map(|_| ())
     })
     .await
 }
@@ -450,6 +457,7 @@ pub async fn assign(
 pub async fn complete(
     State(state): State<AppState>,
     headers: HeaderMap,
+    address: ClientAddress,
     user: WebUser,
     Path(id): Path<String>,
     Form(posted): Form<Posted>,
@@ -477,8 +485,9 @@ pub async fn complete(
         return show(&state, &user, &id, StatusCode::UNPROCESSABLE_ENTITY, invalid(errors, alert)).await;
     }
     let me = CurrentUser(user.user.clone());
+    let actor = address.actor(&user.user.login);
     let request = ApiJson(CompleteRequest { variables });
-    match crate::http::tasks::complete(State(state.clone()), me, Path(id.clone()), request).await {
+    match crate::http::tasks::complete(State(state.clone()), me, actor, Path(id.clone()), request).await {
         Ok(_) => Redirect::to("/?done=completed").into_response(),
         Err(ApiError::Validation { errors, .. }) => {
             let by_field: BTreeMap<String, String> =

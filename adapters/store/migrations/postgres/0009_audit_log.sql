@@ -1,0 +1,32 @@
+-- Reglament storage, version 9: the audit log of human acts (issue 19).
+-- The same schema, numbering and names exist for both backends.
+
+-- One row per act of a person: who (`actor`, a login), when (`at`, ms), from where (`address`,
+-- the client's IP), what (`action`, e.g. `task.complete`), on what (`target`, and the instance
+-- when there is one) and with what (`details`, JSON: submitted values, reasons). Append-only:
+-- the triggers refuse every UPDATE, DELETE and TRUNCATE, whatever the role (the server's own
+-- included; only dropping the triggers, a schema change, would allow it).
+CREATE TABLE audit_log (
+    seq BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    address TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    instance_id TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_log_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_instance ON audit_log (instance_id, seq) WHERE instance_id IS NOT NULL;
+CREATE INDEX audit_log_at ON audit_log (at);
+
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only: rows are never changed or deleted';
+END
+$$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
