@@ -4,8 +4,7 @@
 
 use serde_json::Value as Json;
 
-use crate::writes::{Val, WriteRow};
-use crate::{Pool, Result, Store, Ts, Tx, from_ms, ms};
+use crate::{Pool, Result, Store, Ts, from_ms, ms};
 
 /// One act to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,20 +22,6 @@ pub struct AuditEntry {
     pub instance_id: Option<String>,
     /// With what: submitted values, a reason, a new clock time.
     pub details: Json,
-}
-
-impl WriteRow for AuditEntry {
-    fn values(&self) -> Vec<Val> {
-        vec![
-            self.at.into(),
-            self.actor.clone().into(),
-            self.address.clone().into(),
-            self.action.clone().into(),
-            self.target.clone().into(),
-            self.instance_id.clone().into(),
-            self.details.to_string().into(),
-        ]
-    }
 }
 
 pub(crate) const AUDIT_COLUMNS: &str = "at, actor, address, action, target, instance_id, details";
@@ -106,12 +91,5 @@ impl Store {
                 },
             })
             .collect())
-    }
-}
-
-impl Tx {
-    /// Records acts inside this transaction: they commit, or vanish, with the act itself.
-    pub async fn record_audit(&mut self, entries: &[AuditEntry]) -> Result<()> {
-        self.insert_rows("audit_log", AUDIT_COLUMNS, AUDIT_WIDTH, entries).await.map(|_| ())
     }
 }

@@ -364,6 +364,27 @@ pub struct Writes {
     pub now: Ts,
 }
 
+impl WriteRow for crate::audit::AuditEntry {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.at.into(),
+            self.actor.clone().into(),
+            self.address.clone().into(),
+            self.action.clone().into(),
+            self.target.clone().into(),
+            self.instance_id.clone().into(),
+            self.details.to_string().into(),
+        ]
+    }
+}
+
+impl Tx {
+    /// Records acts inside this transaction: they commit, or vanish, with the act itself.
+    pub async fn record_audit(&mut self, entries: &[crate::audit::AuditEntry]) -> Result<()> {
+        self.insert_rows("audit_log", crate::audit::AUDIT_COLUMNS, crate::audit::AUDIT_WIDTH, entries).await.map(|_| ())
+    }
+}
+
 /// Columns of an instance row, in the order `instance_updates`/`instance_inserts` use.
 pub const INSTANCE_COLUMNS: &str = "id, definition_key, version, business_key, status, incident, state, parent_id, \
      started_at, ended_at, deadline, history_len, started_by";

@@ -57,7 +57,19 @@ impl Actor {
     /// Records an act that is already done (not a driver command). A failure to record is
     /// logged as an error: the act stands, and the operator learns the log has a gap.
     pub async fn record(&self, state: &AppState, action: &str, target: Option<&str>, details: Json_) {
-        let mut entry = self.entry(action, target, None, details);
+        self.record_on(state, action, target, None, details).await
+    }
+
+    /// [`Actor::record`] of an act on an instance (a claim, an assignment).
+    pub async fn record_on(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: Option<&str>,
+        instance: Option<&str>,
+        details: Json_,
+    ) {
+        let mut entry = self.entry(action, target, instance, details);
         entry.at = state.runtime.now();
         if let Err(e) = state.runtime.store().record_audit(&entry).await {
             tracing::error!(actor = %self.login, action, error = %e, "the act is done but the audit log did not record it");

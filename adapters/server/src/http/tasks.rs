@@ -277,7 +277,7 @@ pub async fn claim(
             now.assignee.unwrap_or_default()
         )));
     }
-    actor.record(&state, "task.claim", Some(&id), json!({"instanceId": task.instance_id})).await;
+    actor.record_on(&state, "task.claim", Some(&id), Some(&task.instance_id), json!({})).await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
@@ -305,9 +305,7 @@ pub async fn unclaim(
     if task.assignee.is_some() && !state.runtime.store().reassign_task(&id, task.assignee.as_deref(), None).await? {
         return Err(ApiError::Conflict(format!("Задача `{id}` изменилась во время запроса; повторите его")));
     }
-    actor
-        .record(&state, "task.unclaim", Some(&id), json!({"instanceId": task.instance_id, "was": task.assignee}))
-        .await;
+    actor.record_on(&state, "task.unclaim", Some(&id), Some(&task.instance_id), json!({"was": task.assignee})).await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
@@ -353,8 +351,8 @@ pub async fn assign(
     if !state.runtime.store().reassign_task(&id, task.assignee.as_deref(), Some(&req.user)).await? {
         return Err(ApiError::Conflict(format!("Задача `{id}` изменилась во время запроса; повторите его")));
     }
-    let details = json!({"instanceId": task.instance_id, "was": task.assignee, "to": req.user});
-    actor.record(&state, "task.assign", Some(&id), details).await;
+    let details = json!({"was": task.assignee, "to": req.user});
+    actor.record_on(&state, "task.assign", Some(&id), Some(&task.instance_id), details).await;
     Ok(Json(TaskView::build(&load(&state, &id).await?, state.runtime.default_tz())))
 }
 
