@@ -676,14 +676,28 @@ fn the_sample_directory_is_loaded_once_and_the_admin_replaces_it() {
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["units"].as_array().unwrap().len(), 4, "{d}");
     assert!(d["people"].as_array().unwrap().iter().any(|p| p["login"] == "ivanova"), "{d}");
+    // Addresses are personal data: petrov sees those of his unit (analysis: its head ivanova,
+    // smirnova) and his own, not the legal department's; an admin sees all.
+    let email = |d: &Value, login: &str| {
+        d["people"].as_array().unwrap().iter().find(|p| p["login"] == login).map(|p| p["email"].clone()).unwrap()
+    };
+    for login in ["petrov", "ivanova", "smirnova"] {
+        assert_eq!(email(&d, login), json!(format!("{login}@minprom.example.org")), "{login}");
+    }
+    assert_eq!(email(&d, "kuznetsov"), Value::Null, "{d}");
+    let (_, all) = s.call("admin", "GET", "/api/directory", None);
+    assert_eq!(email(&all, "kuznetsov"), json!("kuznetsov@minprom.example.org"));
     // Only admins replace it; a directory naming unknown people is refused with every mistake.
-    let bad = json!({"units": [{"id": "x", "name": "Отдел", "head": "nobody"}], "roles": {"cur": ["ghost"]}});
+    let admin =
+        json!({"login": "admin", "name": "Администратор", "email": "admin@minprom.example.org", "groups": ["admins"]});
+    let bad = json!({"people": [admin], "units": [{"id": "x", "name": "Отдел", "head": "nobody"}], "roles": {"cur": ["ghost"]}});
     assert_eq!(s.call("petrov", "PUT", "/api/directory", Some(&bad)).0, 403);
     let (status, problem) = s.call("admin", "PUT", "/api/directory", Some(&bad));
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
     // A name or an address with CR/LF would reach an email header: refused, each mistake said.
     let forged = json!({"people": [
+        admin,
         {"login": "smirnova", "name": "Смирнова\r\nBcc: all@example.org", "email": "smirnova@minprom.example.org"},
         {"login": "orlov", "name": "Орлов", "email": "orlov\n@minprom.example.org"},
         {"login": "sokolov", "name": "Соколов", "email": "sokolov@minprom.example.org", "groups": ["a b"]}
@@ -693,14 +707,32 @@ fn the_sample_directory_is_loaded_once_and_the_admin_replaces_it() {
     assert_eq!(problem["errors"].as_array().unwrap().len(), 3, "{problem}");
     let (_, d) = s.call("petrov", "GET", "/api/directory", None);
     assert_eq!(d["units"].as_array().unwrap().len(), 4, "nothing of it was stored: {d}");
+    // The directory loaded by an admin disables the people it no longer lists — never the
+    // admin loading it.
+    let kuznetsov = s.token("kuznetsov");
+    assert_eq!(s.call_as(&kuznetsov, "GET", "/api/me", None).0, 200);
+    let without_me =
+        json!({"people": [{"login": "petrov", "name": "Петров И. А.", "email": "petrov@minprom.example.org"}]});
+    let (status, problem) = s.call("admin", "PUT", "/api/directory", Some(&without_me));
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "people", "{problem}");
     let new = json!({
-        "people": [{"login": "novikov", "name": "Новиков Н. Н.", "email": "novikov@minprom.example.org", "groups": ["unit-heads"]}],
-        "units": [{"id": "analysis", "name": "Отдел анализа и перспективного развития", "head": "novikov"}],
+        "people": [
+            {"login": "admin", "name": "Администратор", "email": "admin@minprom.example.org", "groups": ["admins"]},
+            {"login": "petrov", "name": "Петров Илья Андреевич", "email": "petrov@minprom.example.org", "groups": ["analysis-department"]},
+            {"login": "novikov", "name": "Новиков Н. Н.", "email": "novikov@minprom.example.org", "groups": ["unit-heads"]}
+        ],
+        "units": [{"id": "analysis", "name": "Отдел анализа и перспективного развития", "head": "novikov", "members": ["petrov"]}],
         "roles": {"cur": ["cur-astrakhan"]}
     });
     let (status, d) = s.call("admin", "PUT", "/api/directory", Some(&new));
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["units"][0]["head"], "novikov");
+    assert_eq!(s.call_as(&kuznetsov, "GET", "/api/me", None).0, 401, "kuznetsov left the directory: disabled");
+    assert!(!d["people"].as_array().unwrap().iter().any(|p| p["login"] == "kuznetsov"), "{d}");
+    let (_, log) = s.call("admin", "GET", "/api/audit?action=directory.replace", None);
+    let disabled = &log["items"].as_array().unwrap().last().unwrap()["details"]["disabled"];
+    assert!(disabled.as_array().unwrap().contains(&json!("kuznetsov")), "{log}");
     // A restart does not load the sample over the admin's directory.
     s.server.terminate();
     let env = [

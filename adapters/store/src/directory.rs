@@ -23,6 +23,9 @@ pub struct Person {
     /// Full name, shown in emails (`Иванова Анна Сергеевна`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Left out of the directory as shown to people who may not see it (personal data): see
+    /// `GET /api/directory`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub email: String,
     /// Groups: candidate groups of user tasks and `group:` recipient rules refer to these.
     #[serde(default)]
@@ -185,6 +188,17 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// Whether `login` is a person of the directory as last loaded (and enabled).
+    pub async fn in_directory(&self, login: &str) -> Result<bool> {
+        let row: Option<(i64,)> = on_pool!(&self.pool, |c| sqlx::query_as(
+            "SELECT 1 FROM users WHERE login = $1 AND in_directory = 1 AND disabled = 0"
+        )
+        .bind(login)
+        .fetch_optional(c)
+        .await?);
+        Ok(row.is_some())
+    }
+
     /// True while no units and no roles were ever loaded.
     pub async fn directory_is_empty(&self) -> Result<bool> {
         let (n,): (i64,) = on_pool!(&self.pool, |c| sqlx::query_as(
@@ -198,18 +212,45 @@ impl Store {
     /// Checks a directory against the users already stored and, when it is consistent, loads
     /// it. Returns the problems (nothing was written) or an empty list (loaded).
     pub async fn load_directory(&self, directory: &Directory, now: Ts) -> Result<Vec<String>> {
+        Ok(self.load_directory_reporting(directory, now).await?.err().unwrap_or_default())
+    }
+
+    /// [`Store::load_directory`], answering the people it disabled (`Ok`) or the problems
+    /// (`Err`, nothing written).
+    pub async fn load_directory_reporting(
+        &self,
+        directory: &Directory,
+        now: Ts,
+    ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
         let known: BTreeSet<String> = self.users().await?.into_iter().map(|u| u.login).collect();
         let problems = directory.problems(&known);
-        if problems.is_empty() {
-            self.replace_directory(directory, now).await?;
+        if !problems.is_empty() {
+            return Ok(Err(problems));
         }
-        Ok(problems)
+        Ok(Ok(self.replace_directory(directory, now).await?))
     }
 
     /// Loads a directory in one transaction: people created or updated, units, members and
-    /// roles replaced. [`Store::load_directory`] checks it first.
-    pub async fn replace_directory(&self, directory: &Directory, now: Ts) -> Result<()> {
+    /// roles replaced; the people the last directory listed and this one does not are disabled
+    /// (their web sessions end). Answers their logins. [`Store::load_directory`] checks it
+    /// first.
+    pub async fn replace_directory(&self, directory: &Directory, now: Ts) -> Result<Vec<String>> {
         let mut tx = self.begin().await?;
+        let listed: BTreeSet<&str> = directory.people.iter().map(|p| p.login.as_str()).collect();
+        let before: Vec<(String,)> = on!(&mut tx, |c| sqlx::query_as(
+            "SELECT login FROM users WHERE in_directory = 1 AND disabled = 0 ORDER BY login"
+        )
+        .fetch_all(c)
+        .await?);
+        let removed: Vec<String> = before.into_iter().map(|(l,)| l).filter(|l| !listed.contains(l.as_str())).collect();
+        for login in &removed {
+            for sql in [
+                "UPDATE users SET disabled = 1, in_directory = 0 WHERE login = $1",
+                "DELETE FROM web_sessions WHERE login = $1",
+            ] {
+                on!(&mut tx, |c| sqlx::query(sql).bind(login).execute(c).await?.rows_affected());
+            }
+        }
         for p in &directory.people {
             tx.write_user(
                 &UserRecord {
@@ -223,9 +264,15 @@ impl Store {
                 true,
             )
             .await?;
+            on!(&mut tx, |c| sqlx::query("UPDATE users SET in_directory = 1 WHERE login = $1")
+                .bind(&p.login)
+                .execute(c)
+                .await?
+                .rows_affected());
         }
         tx.replace_directory(directory).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 
