@@ -1349,6 +1349,19 @@ async fn audit_trail(db: TestDb) {
     app.finish().await;
 }
 
+/// Unknown tokens are counted (the metric) and, past twenty in a row from one address, answered
+/// slower and slower; a valid token is never held up and starts the count again.
+async fn token_guessing_is_counted(db: TestDb) {
+    let app = App::new(db).await;
+    for i in 0..23 {
+        app.get("/api/me", &format!("rgl_guess{i}")).await.problem(401, "/problems/unauthorized");
+    }
+    app.get("/api/me", &app.reviewer).await.ok(200);
+    let metrics = app.send(Method::GET, "/metrics", None, Body::empty(), &[]).await.text();
+    assert!(metrics.contains("\nreglament_api_token_failures_total 23\n"), "{metrics}");
+    app.finish().await;
+}
+
 macro_rules! on_sqlite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1394,6 +1407,7 @@ on_sqlite!(
     unique_business_keys,
     visibility_rules,
     audit_trail,
+    token_guessing_is_counted,
 );
 on_postgres!(
     main_flow,

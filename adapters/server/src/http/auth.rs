@@ -61,6 +61,65 @@ impl TokenCache {
     }
 }
 
+/// Unknown tokens presented per client address: past [`FREE_TOKEN_FAILURES`] in a row, each
+/// further refusal is answered later and later (100 ms doubling up to 5 s), so guessing from
+/// one address slows to a crawl while valid tokens are never held up. Per node, in memory.
+#[derive(Debug, Default)]
+pub struct TokenFailures {
+    by_address: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Refused tokens since start, for /metrics.
+    pub total: std::sync::atomic::AtomicU64,
+}
+
+/// Unknown tokens an address may present before its refusals are slowed down.
+pub const FREE_TOKEN_FAILURES: u32 = 20;
+/// An address's count is forgotten after this long without a failure.
+const TOKEN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+const TOKEN_FAILURE_ADDRESSES: usize = 100_000;
+
+impl TokenFailures {
+    /// Counts a refusal from `address`; answers how long to hold the answer back.
+    pub fn failed(&self, address: &str) -> Duration {
+        self.total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut map = self.by_address.lock().expect("token failures");
+        if map.len() >= TOKEN_FAILURE_ADDRESSES {
+            map.retain(|_, (_, at)| at.elapsed() < TOKEN_FAILURE_WINDOW);
+            if map.len() >= TOKEN_FAILURE_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(address.to_string()).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= TOKEN_FAILURE_WINDOW {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = Instant::now();
+        let n = entry.0;
+        if n == FREE_TOKEN_FAILURES + 1 {
+            tracing::warn!(
+                address,
+                failures = n,
+                "repeated unknown API tokens from one address; answers are slowed down"
+            );
+        }
+        delay_after(n)
+    }
+
+    /// A valid token from `address`: its count starts again.
+    pub fn succeeded(&self, address: &str) {
+        self.by_address.lock().expect("token failures").remove(address);
+    }
+}
+
+/// How long the `n`-th refusal in a row from one address is held back.
+fn delay_after(n: u32) -> Duration {
+    if n <= FREE_TOKEN_FAILURES {
+        return Duration::ZERO;
+    }
+    let doublings = (n - FREE_TOKEN_FAILURES - 1).min(6);
+    (Duration::from_millis(100) * 2u32.pow(doublings)).min(Duration::from_secs(5))
+}
+
 /// The signed-in user of a request.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub UserRecord);
@@ -134,18 +193,51 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("Заголовок Authorization должен иметь вид `Bearer <токен>`".into()))?;
     let hash = hash_token(token);
-    let user =
-        match state.tokens.get(&hash) {
-            Some(user) => user,
-            None => {
-                let user =
-                    state.runtime.store().user_by_token_hash(&hash).await?.ok_or_else(|| {
-                        ApiError::Unauthorized("Токен недействителен или пользователь отключён".into())
-                    })?;
+    let address = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "in-process".into());
+    let user = match state.tokens.get(&hash) {
+        Some(user) => user,
+        None => match state.runtime.store().user_by_token_hash(&hash).await? {
+            Some(user) => {
+                state.token_failures.succeeded(&address);
                 state.tokens.put(hash, user.clone());
                 user
             }
-        };
+            None => {
+                let hold = state.token_failures.failed(&address);
+                if !hold.is_zero() {
+                    tokio::time::sleep(hold).await;
+                }
+                return Err(ApiError::Unauthorized("Токен недействителен или пользователь отключён".into()));
+            }
+        },
+    };
     req.extensions_mut().insert(CurrentUser(user));
     Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_past_the_free_ones_are_held_back_longer_and_longer() {
+        let f = TokenFailures::default();
+        for _ in 0..FREE_TOKEN_FAILURES {
+            assert_eq!(f.failed("10.0.0.1"), Duration::ZERO);
+        }
+        assert_eq!(f.failed("10.0.0.1"), Duration::from_millis(100));
+        assert_eq!(f.failed("10.0.0.1"), Duration::from_millis(200));
+        assert_eq!(f.failed("10.0.0.2"), Duration::ZERO, "per address");
+        for _ in 0..20 {
+            f.failed("10.0.0.1");
+        }
+        assert_eq!(f.failed("10.0.0.1"), Duration::from_secs(5), "at most 5 s");
+        f.succeeded("10.0.0.1");
+        assert_eq!(f.failed("10.0.0.1"), Duration::ZERO, "a valid token starts the count again");
+        assert_eq!(f.total.load(std::sync::atomic::Ordering::Relaxed), FREE_TOKEN_FAILURES as u64 + 25);
+    }
 }

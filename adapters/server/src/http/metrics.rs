@@ -90,6 +90,12 @@ pub async fn render(state: &AppState) -> Result<String, reglament_store::StoreEr
         counters.started.load(Ordering::Relaxed).to_string(),
     );
     metric(
+        "reglament_api_token_failures_total",
+        "counter",
+        "Requests this node refused for an unknown or disabled API token (past 20 in a row from one address, answered slower and slower).",
+        state.token_failures.total.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
         "reglament_instances_completed_total",
         "counter",
         "Process instances completed by this node.",

@@ -82,12 +82,21 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Recently resolved API tokens.
     pub tokens: Arc<auth::TokenCache>,
+    /// Unknown tokens per client address (guessing is slowed down).
+    pub token_failures: Arc<auth::TokenFailures>,
 }
 
 impl AppState {
     pub fn new(runtime: Runtime, base_url: impl Into<String>) -> AppState {
         let base_url = base_url.into().trim_end_matches('/').to_string();
-        AppState { runtime, base_url, limits: Limits::default(), metrics: Arc::default(), tokens: Arc::default() }
+        AppState {
+            runtime,
+            base_url,
+            limits: Limits::default(),
+            metrics: Arc::default(),
+            tokens: Arc::default(),
+            token_failures: Arc::default(),
+        }
     }
 
     pub fn with_limits(mut self, limits: Limits) -> AppState {
