@@ -416,7 +416,10 @@ fn users_update_disable_enable_commands() {
     let resolves = |rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
             let store = reglament_store::Store::connect(&url, 2).await.unwrap();
-            let user = store.user_by_token_hash(&reglament_server::accounts::hash_token(&token)).await.unwrap();
+            let user = store
+                .user_by_token_hash(&reglament_server::accounts::hash_token(&token), chrono::Utc::now())
+                .await
+                .unwrap();
             store.close().await;
             user.map(|u| (u.name, u.groups))
         })

@@ -98,6 +98,6 @@ pub async fn add_with_token(
         store.update_user(&merged).await?;
     }
     let token = new_token().map_err(AccountError::Randomness)?;
-    store.insert_token(&hash_token(&token), &record.login, Some(label), now).await?;
+    store.insert_token(&hash_token(&token), &record.login, Some(label), now, None).await?;
     Ok(token)
 }

@@ -78,11 +78,12 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Loads the organisation directory from `path` when the database has none yet (first start).
+/// Loads the organisation directory from `path` when no directory was ever loaded into the
+/// database (its first start): a directory an admin later emptied or replaced stays as they left it.
 /// A broken file stops the server with every problem named; a missing one is only logged.
 pub async fn load_directory_on_first_start(rt: &Runtime, path: &Path) -> Result<(), StartError> {
     let store = rt.store();
-    if !store.directory_is_empty().await? {
+    if !store.directory_never_loaded().await? {
         return Ok(());
     }
     let text = match std::fs::read_to_string(path) {
@@ -101,7 +102,7 @@ pub async fn load_directory_on_first_start(rt: &Runtime, path: &Path) -> Result<
             return Err(directory_error(path, format!("inconsistent; fix it:\n{}", problems.join("\n"))));
         }
         // Another node starting at the same moment may have loaded it first.
-        Err(_) if !store.directory_is_empty().await? => return Ok(()),
+        Err(_) if !store.directory_never_loaded().await? => return Ok(()),
         Err(e) => return Err(directory_error(path, format!("cannot load it: {e}"))),
     }
     info!(

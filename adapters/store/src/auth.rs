@@ -13,6 +13,8 @@ pub struct TokenInfo {
     pub id: String,
     pub label: Option<String>,
     pub created_at: Ts,
+    /// When it stops working; `None`: never.
+    pub expires_at: Option<Ts>,
 }
 
 /// A user and the groups they belong to.
@@ -234,15 +236,23 @@ impl Store {
 
     // ---- tokens ---------------------------------------------------------------------------
 
-    /// Stores a token's hash for a user.
-    pub async fn insert_token(&self, hash: &str, login: &str, label: Option<&str>, now: Ts) -> Result<()> {
+    /// Stores a token's hash for a user; from `expires` on (if given) it is refused.
+    pub async fn insert_token(
+        &self,
+        hash: &str,
+        login: &str,
+        label: Option<&str>,
+        now: Ts,
+        expires: Option<Ts>,
+    ) -> Result<()> {
         on_pool!(&self.pool, |c| sqlx::query(
-            "INSERT INTO tokens (hash, login, label, created_at) VALUES ($1, $2, $3, $4)"
+            "INSERT INTO tokens (hash, login, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)"
         )
         .bind(hash)
         .bind(login)
         .bind(label)
         .bind(ms(now))
+        .bind(expires.map(ms))
         .execute(c)
         .await?
         .rows_affected());
@@ -250,15 +260,25 @@ impl Store {
     }
 
     /// The tokens of a user, oldest first: the token's id (the first 16 hex digits of its
-    /// hash: enough to name it, useless to sign in with), its label, when it was issued.
+    /// hash: enough to name it, useless to sign in with), its label, when it was issued and
+    /// when it expires.
     pub async fn tokens_of(&self, login: &str) -> Result<Vec<TokenInfo>> {
-        let rows: Vec<(String, Option<String>, i64)> = on_pool!(&self.pool, |c| sqlx::query_as(
-            "SELECT substr(hash, 1, 16), label, created_at FROM tokens WHERE login = $1 ORDER BY created_at, hash"
+        let rows: Vec<(String, Option<String>, i64, Option<i64>)> = on_pool!(&self.pool, |c| sqlx::query_as(
+            "SELECT substr(hash, 1, 16), label, created_at, expires_at FROM tokens WHERE login = $1 \
+             ORDER BY created_at, hash"
         )
         .bind(login)
         .fetch_all(c)
         .await?);
-        Ok(rows.into_iter().map(|(id, label, created)| TokenInfo { id, label, created_at: from_ms(created) }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, label, created, expires)| TokenInfo {
+                id,
+                label,
+                created_at: from_ms(created),
+                expires_at: expires.map(from_ms),
+            })
+            .collect())
     }
 
     /// Revokes a user's token by its id (see [`Store::tokens_of`]); false when there is none.
@@ -289,14 +309,15 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// The enabled user a token hash belongs to.
-    pub async fn user_by_token_hash(&self, hash: &str) -> Result<Option<UserRecord>> {
+    /// The enabled user a token hash belongs to, unless the token has expired by `now`.
+    pub async fn user_by_token_hash(&self, hash: &str, now: Ts) -> Result<Option<UserRecord>> {
         let row: Option<UserRow> = on_pool!(&self.pool, |c| {
             sqlx::query_as(
             "SELECT u.login, u.name, u.email, u.disabled, u.created_at FROM tokens t JOIN users u ON u.login = t.login \
-             WHERE t.hash = $1 AND u.disabled = 0"
+             WHERE t.hash = $1 AND u.disabled = 0 AND (t.expires_at IS NULL OR t.expires_at > $2)"
         )
         .bind(hash)
+        .bind(ms(now))
         .fetch_optional(c)
         .await?
         });

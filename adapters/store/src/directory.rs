@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::auth::UserRecord;
-use super::{Pool, Result, Store, Ts, Tx};
+use super::{Pool, Result, Store, Ts, Tx, ms};
 
 /// A person of the directory: a user who can sign in once given a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -199,13 +199,16 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// True while no units and no roles were ever loaded.
-    pub async fn directory_is_empty(&self) -> Result<bool> {
-        let (n,): (i64,) = on_pool!(&self.pool, |c| sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM units) + (SELECT COUNT(*) FROM roles)"
+    /// True while no directory was ever loaded (and no units or roles exist, for databases
+    /// older than the load log).
+    pub async fn directory_never_loaded(&self) -> Result<bool> {
+        let (n,): (i64,) = on_pool!(&self.pool, |c| {
+            sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM directory_loads) + (SELECT COUNT(*) FROM units) + (SELECT COUNT(*) FROM roles)"
         )
         .fetch_one(c)
-        .await?);
+        .await?
+        });
         Ok(n == 0)
     }
 
@@ -271,6 +274,13 @@ impl Store {
                 .rows_affected());
         }
         tx.replace_directory(directory).await?;
+        on!(&mut tx, |c| sqlx::query("INSERT INTO directory_loads (loaded_at, people, units) VALUES ($1, $2, $3)")
+            .bind(ms(now))
+            .bind(directory.people.len() as i64)
+            .bind(directory.units.len() as i64)
+            .execute(c)
+            .await?
+            .rows_affected());
         tx.commit().await?;
         Ok(removed)
     }

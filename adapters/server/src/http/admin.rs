@@ -35,17 +35,24 @@ pub struct NewUserRequest {
 }
 
 #[derive(Debug, Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewTokenRequest {
     /// What the token is for (shown to admins only).
     pub label: Option<String>,
+    /// When the token stops working (RFC 3339, in the future); absent: it works until revoked.
+    #[schema(format = DateTime, example = "2027-03-31T18:00:00+03:00")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     pub login: String,
     /// The token; shown once, stored only as a hash.
     pub token: String,
+    /// When it stops working; absent: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,10 +159,32 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     admin(&user)?;
     existing(&state, &login).await?;
+    let now = Utc::now();
+    let expires = req.expires_at.as_deref().map(|text| token_expiry(text, now)).transpose()?;
     let token = new_token().map_err(ApiError::internal)?;
-    state.runtime.store().insert_token(&hash_token(&token), &login, req.label.as_deref(), Utc::now()).await?;
-    actor.record(&state, "token.create", Some(&login), serde_json::json!({"label": req.label})).await;
-    Ok((StatusCode::CREATED, Json(TokenResponse { login, token })))
+    state.runtime.store().insert_token(&hash_token(&token), &login, req.label.as_deref(), now, expires).await?;
+    let expires_at = expires.map(|t| super::views::fmt_ts(t, state.runtime.default_tz()));
+    actor
+        .record(&state, "token.create", Some(&login), serde_json::json!({"label": req.label, "expiresAt": expires_at}))
+        .await;
+    Ok((StatusCode::CREATED, Json(TokenResponse { login, token, expires_at })))
+}
+
+/// A token's expiry as asked: an RFC 3339 instant after `now`.
+fn token_expiry(text: &str, now: chrono::DateTime<Utc>) -> Result<chrono::DateTime<Utc>, ApiError> {
+    let refuse = |message: String| ApiError::Validation {
+        detail: message.clone(),
+        errors: vec![FieldError { field: Some("expiresAt".into()), message }],
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|_| {
+            refuse(format!("`{}` — не момент времени RFC 3339; пример: 2027-03-31T18:00:00+03:00", text.escape_debug()))
+        })?
+        .with_timezone(&Utc);
+    if at <= now {
+        return Err(refuse("Срок действия токена должен быть в будущем".into()));
+    }
+    Ok(at)
 }
 
 /// Groups with their member counts (admins only).
@@ -182,6 +211,11 @@ pub struct TokenView {
     pub id: String,
     pub label: Option<String>,
     pub created_at: String,
+    /// When it stops working; absent: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// True once the expiry has passed (the token is refused; revoke it to tidy up).
+    pub expired: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -204,7 +238,7 @@ async fn existing(state: &AppState, login: &str) -> Result<UserRecord, ApiError>
 }
 
 /// Disables or enables a user: a disabled user's tokens and sessions are refused at once on
-/// this node and within [`super::auth::TOKEN_CACHE_TTL`] on the others; their sessions end.
+/// every node; their sessions end.
 async fn set_disabled(
     state: &AppState,
     user: &CurrentUser,
@@ -221,7 +255,6 @@ async fn set_disabled(
     if disabled {
         store.delete_sessions_of(login).await?;
     }
-    state.tokens.clear();
     tracing::warn!(login, by = user.login(), disabled, "user access changed");
     record.disabled = disabled;
     Ok(Json(UserView::build(&record, state.runtime.default_tz())))
@@ -292,19 +325,25 @@ pub async fn list_tokens(
     admin(&user)?;
     existing(&state, &login).await?;
     let tz = state.runtime.default_tz();
+    let now = Utc::now();
     let items = state
         .runtime
         .store()
         .tokens_of(&login)
         .await?
         .into_iter()
-        .map(|t| TokenView { id: t.id, label: t.label, created_at: super::views::fmt_ts(t.created_at, tz) })
+        .map(|t| TokenView {
+            id: t.id,
+            label: t.label,
+            created_at: super::views::fmt_ts(t.created_at, tz),
+            expires_at: t.expires_at.map(|e| super::views::fmt_ts(e, tz)),
+            expired: t.expires_at.is_some_and(|e| e <= now),
+        })
         .collect();
     Ok(Json(TokenList { items, next_cursor: None }))
 }
 
-/// Revokes one API token of a user (admins only); it is refused at once on this node and
-/// within [`super::auth::TOKEN_CACHE_TTL`] on the others.
+/// Revokes one API token of a user (admins only); it is refused at once on every node.
 #[utoipa::path(
     delete, path = "/api/users/{login}/tokens/{tokenId}", operation_id = "revokeToken", summary = "Отозвать API-токен", tag = "users",
     params(("login" = String, Path, description = "Логин"), ("tokenId" = String, Path, description = "Идентификатор токена из списка токенов")),
@@ -332,7 +371,6 @@ pub async fn revoke_token(
             ),
         ));
     }
-    state.tokens.clear();
     tracing::warn!(login, token = token_id, by = user.login(), "API token revoked");
     actor.record(&state, "token.revoke", Some(&login), serde_json::json!({"tokenId": token_id})).await;
     Ok(StatusCode::NO_CONTENT)

@@ -3,8 +3,8 @@
 //! Tokens are `rgl_` + 32 random bytes from the OS (base64url); only their SHA-256 is stored.
 //! The middleware resolves the token once per request and leaves the user in the request's
 //! extensions, where handlers (through [`CurrentUser`]) and the idempotency layer find it.
-//! Resolved tokens are remembered for [`TOKEN_CACHE_TTL`], so a busy client costs no lookups;
-//! a change to a user's groups takes effect within that time.
+//! Every request looks its token up in the database (one indexed read), so a disabled user, a
+//! revoked or expired token, or changed groups take effect at once on every node.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,39 +27,6 @@ use reglament_store::auth::UserRecord;
 pub use crate::access::ADMINS;
 /// The group whose members may deploy definitions.
 pub use crate::access::PROCESS_OWNERS;
-
-/// How long a resolved token is trusted without asking the database again.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
-const TOKEN_CACHE_MAX: usize = 10_000;
-
-/// Token hash → the user it resolved to, and when.
-#[derive(Debug, Default)]
-pub struct TokenCache {
-    entries: Mutex<HashMap<String, (UserRecord, Instant)>>,
-}
-
-impl TokenCache {
-    fn get(&self, hash: &str) -> Option<UserRecord> {
-        let entries = self.entries.lock().expect("token cache");
-        entries.get(hash).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(user, _)| user.clone())
-    }
-
-    fn put(&self, hash: String, user: UserRecord) {
-        let mut entries = self.entries.lock().expect("token cache");
-        if entries.len() >= TOKEN_CACHE_MAX {
-            entries.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
-            if entries.len() >= TOKEN_CACHE_MAX {
-                entries.clear();
-            }
-        }
-        entries.insert(hash, (user, Instant::now()));
-    }
-
-    /// Forgets every resolved token (groups changed).
-    pub fn clear(&self) {
-        self.entries.lock().expect("token cache").clear();
-    }
-}
 
 /// Unknown tokens presented per client address: past [`FREE_TOKEN_FAILURES`] in a row, each
 /// further refusal is answered later and later (100 ms doubling up to 5 s), so guessing from
@@ -198,22 +165,21 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "in-process".into());
-    let user = match state.tokens.get(&hash) {
-        Some(user) => user,
-        None => match state.runtime.store().user_by_token_hash(&hash).await? {
-            Some(user) => {
-                state.token_failures.succeeded(&address);
-                state.tokens.put(hash, user.clone());
-                user
+    let user = match state.runtime.store().user_by_token_hash(&hash, chrono::Utc::now()).await? {
+        Some(user) => {
+            state.token_failures.succeeded(&address);
+            user
+        }
+        None => {
+            let hold = state.token_failures.failed(&address);
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
             }
-            None => {
-                let hold = state.token_failures.failed(&address);
-                if !hold.is_zero() {
-                    tokio::time::sleep(hold).await;
-                }
-                return Err(ApiError::Unauthorized("Токен недействителен или пользователь отключён".into()));
-            }
-        },
+            return Err(ApiError::Unauthorized(
+                "Токен недействителен, отозван или истёк, либо пользователь отключён; новый выдаёт администратор"
+                    .into(),
+            ));
+        }
     };
     req.extensions_mut().insert(CurrentUser(user));
     Ok(next.run(req).await)

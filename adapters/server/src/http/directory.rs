@@ -106,8 +106,6 @@ pub async fn replace(
             });
         }
     };
-    // Tokens of the people it disabled stop at once here, within the token cache time elsewhere.
-    state.tokens.clear();
     if !disabled.is_empty() {
         tracing::warn!(?disabled, by = user.login(), "people no longer in the directory are disabled");
     }

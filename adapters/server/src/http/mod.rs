@@ -80,8 +80,6 @@ pub struct AppState {
     pub base_url: String,
     pub limits: Limits,
     pub metrics: Arc<metrics::HttpMetrics>,
-    /// Recently resolved API tokens.
-    pub tokens: Arc<auth::TokenCache>,
     /// Unknown tokens per client address (guessing is slowed down).
     pub token_failures: Arc<auth::TokenFailures>,
 }
@@ -94,7 +92,6 @@ impl AppState {
             base_url,
             limits: Limits::default(),
             metrics: Arc::default(),
-            tokens: Arc::default(),
             token_failures: Arc::default(),
         }
     }
