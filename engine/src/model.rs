@@ -110,6 +110,11 @@ pub struct ProcessSettings {
     /// Variables no completion of a user task without a form may write (`reglament:settings
     /// protected="requestNo,registeredAt"`): the request number, legal dates.
     pub protected: Vec<String>,
+    /// Who may publish each message this process receives from outside the engine (the API):
+    /// `reglament:settings messageSenders="cur_signal=cur; cur_proposal=cur,admins"`, message
+    /// name → group ids or logins. A name listed here may be published only by them (and by
+    /// admins); messages thrown inside the engine are not affected.
+    pub message_senders: BTreeMap<String, Vec<String>>,
     /// The instance SLA (`reglament:sla`).
     pub sla: Option<Deadline>,
     /// Process registry metadata (`reglament:registry`), field name → value.

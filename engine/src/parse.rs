@@ -4,7 +4,7 @@
 //! (diagram, documentation, data objects, lanes, annotations — no effect on execution), or
 //! reported as an error naming the element. Nothing executable is skipped silently.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
@@ -392,6 +392,12 @@ impl Parser {
                                 a.value
                             ),
                         );
+                    }
+                }
+                if let Some(a) = ext.attr("messageSenders") {
+                    match message_senders(&a.value) {
+                        Ok(senders) => settings.message_senders = senders,
+                        Err(message) => self.error(Code::BadValue, a.pos, Some(id), message),
                     }
                 }
                 match ext.attr("uniqueBusinessKey") {
@@ -1559,6 +1565,32 @@ fn article(word: &str) -> &'static str {
 
 fn extension_elements(el: &XmlElement) -> impl Iterator<Item = &XmlElement> {
     el.children_named(&Ns::Bpmn, "extensionElements").flat_map(|e| e.children.iter())
+}
+
+/// `messageSenders="name=who,who; name2=who"`: message name → group ids or logins.
+fn message_senders(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let bad = |why: &str| {
+        format!(
+            "messageSenders {why}: write `message=group,login; other=group` (e.g. `cur_signal=cur; cur_proposal=cur`), not `{text}`"
+        )
+    };
+    let mut out = BTreeMap::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, who) = entry.split_once('=').ok_or_else(|| bad("needs `=` in every entry"))?;
+        let name = name.trim();
+        let who: Vec<String> = who.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
+        let plain = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !plain(name) || who.is_empty() || !who.iter().all(|w| plain(w)) {
+            return Err(bad("names a message without senders or with spaces"));
+        }
+        if out.insert(name.to_string(), who).is_some() {
+            return Err(bad(&format!("names `{name}` twice")));
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("is empty"));
+    }
+    Ok(out)
 }
 
 fn properties(ext: &XmlElement) -> Vec<(String, String)> {

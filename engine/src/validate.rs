@@ -48,6 +48,41 @@ impl Checker<'_> {
         }
         self.check_reachability();
         self.check_parallel_joins();
+        self.check_message_senders();
+    }
+
+    /// `messageSenders` may name only messages this process receives: a typo would leave the
+    /// real message open to everyone.
+    fn check_message_senders(&mut self) {
+        let p = self.process;
+        let received: BTreeSet<&str> = p
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.kind {
+                NodeKind::StartEvent { trigger: Trigger::Message { message }, .. }
+                | NodeKind::CatchEvent { trigger: Trigger::Message { message } }
+                | NodeKind::Boundary { trigger: Trigger::Message { message }, .. } => Some(message),
+                NodeKind::Task(t) => t.message.as_ref(),
+                _ => None,
+            })
+            .filter_map(|id| self.defs.messages.get(id))
+            .map(|m| m.name.as_str())
+            .collect();
+        for name in p.settings.message_senders.keys() {
+            if !received.contains(name.as_str()) {
+                let known = if received.is_empty() {
+                    "it receives no messages".to_string()
+                } else {
+                    format!("it receives {}", received.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                };
+                self.out.push(Diagnostic::error(
+                    Code::BadValue,
+                    p.pos,
+                    Some(&p.id),
+                    format!("messageSenders names the message `{name}`, which no event or task of this process receives; {known}"),
+                ));
+            }
+        }
     }
 
     /// Start events of a scope: the process, an embedded subprocess or an event subprocess.

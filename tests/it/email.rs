@@ -489,6 +489,36 @@ async fn a_rule_that_finds_nobody_is_an_incident(db: TestDb) {
     db.drop_db().await;
 }
 
+/// Addresses taken from variables reach only the domains the operator allows for the process
+/// (`mail_variable_domains`): another is an incident, nothing is sent; an allowed one is sent.
+async fn addresses_from_variables_stay_in_the_allowed_domains(db: TestDb) {
+    let mail_dir = temp_dir("domains");
+    let smtp = Smtp::start(free_port(), &mail_dir);
+    let config = EmailConfig {
+        variable_domains: "send=minprom.example.org; *=*".parse().unwrap(),
+        ..test_config(smtp.url(), temp_dir("t"))
+    };
+    let engine = Engine::start(&db, config, &[send_model()]).await;
+    let id = engine.start_instance("send", None, json!({"recipient": "attacker@evil.example.org", "n": 1})).await;
+    let message = eventually(Duration::from_secs(20), "an incident", || async {
+        let state = engine.rt.store().instance(&id).await.unwrap().unwrap().state;
+        state.incidents.first().map(|i| i.message.clone())
+    })
+    .await;
+    assert!(message.contains("attacker@evil.example.org") && message.contains("mail_variable_domains"), "{message}");
+    let ok =
+        engine.start_instance("send", None, json!({"recipient": "Петров <petrov@minprom.example.org>", "n": 2})).await;
+    eventually(Duration::from_secs(20), "the allowed address to be sent to", || async {
+        (engine.status(&ok).await == "completed").then_some(())
+    })
+    .await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "only the allowed address");
+    assert_eq!(received[0].rcpt_tos, vec!["petrov@minprom.example.org".to_string()]);
+    engine.stop().await;
+    db.drop_db().await;
+}
+
 async fn a_temporary_refusal_is_retried_not_an_incident(db: TestDb) {
     let mail_dir = temp_dir("tempfail");
     let smtp = Smtp::start(free_port(), &mail_dir);
@@ -854,6 +884,7 @@ email_tests!(sqlite:
     recipients_subject_and_cyrillic_arrive_as_sent,
     reminder_and_escalation_reach_the_assignee_and_the_head,
     a_rule_that_finds_nobody_is_an_incident,
+    addresses_from_variables_stay_in_the_allowed_domains,
     a_temporary_refusal_is_retried_not_an_incident,
     without_smtp_emails_go_to_the_mail_folder,
 );

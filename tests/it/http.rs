@@ -1126,7 +1126,7 @@ async fn users_command(db: TestDb) {
     .await
     .unwrap();
     let user = store
-        .user_by_token_hash(&reglament_server::accounts::hash_token(&token))
+        .user_by_token_hash(&reglament_server::accounts::hash_token(&token), chrono::Utc::now())
         .await
         .unwrap()
         .expect("the token signs in");
@@ -1137,9 +1137,19 @@ async fn users_command(db: TestDb) {
     // Adding again updates the user and issues another token; both work.
     let second = reglament::users_cmd::add(&store, "ivanov", "i@example.org", vec!["c".into()], None).await.unwrap();
     assert_ne!(token, second);
-    let user = store.user_by_token_hash(&reglament_server::accounts::hash_token(&token)).await.unwrap().unwrap();
+    let user = store
+        .user_by_token_hash(&reglament_server::accounts::hash_token(&token), chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((user.email.as_str(), user.groups.clone()), ("i@example.org", vec!["c".to_string()]));
-    assert!(store.user_by_token_hash(&reglament_server::accounts::hash_token(&second)).await.unwrap().is_some());
+    assert!(
+        store
+            .user_by_token_hash(&reglament_server::accounts::hash_token(&second), chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
     // A new token for an existing person, with only the email given (as directory.toml
     // suggests), keeps their name and groups.
     reglament::users_cmd::add(&store, "ivanov", "i@example.org", vec![], None).await.unwrap();
@@ -1362,6 +1372,137 @@ async fn token_guessing_is_counted(db: TestDb) {
     app.finish().await;
 }
 
+/// Messages from outside: a message a model lists in `messageSenders` only from those groups
+/// or logins (and admins); nothing is delivered on a refusal; other messages from anyone.
+async fn message_senders(db: TestDb) {
+    let app = App::new(db).await;
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:reglament="urn:reglament:bpmn:1.0" id="d" targetNamespace="urn:test">
+  <bpmn:process id="signals" name="Сигналы ЦУР" isExecutable="true">
+    <bpmn:extensionElements><reglament:settings messageSenders="cur_signal=clerks,ivanov" /></bpmn:extensionElements>
+    <bpmn:startEvent id="s1"><bpmn:messageEventDefinition id="m1" messageRef="M1" /></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s1" targetRef="e1" />
+    <bpmn:endEvent id="e1" />
+    <bpmn:startEvent id="s2"><bpmn:messageEventDefinition id="m2" messageRef="M2" /></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f2" sourceRef="s2" targetRef="e2" />
+    <bpmn:endEvent id="e2" />
+  </bpmn:process>
+  <bpmn:message id="M1" name="cur_signal" />
+  <bpmn:message id="M2" name="open_message" />
+</bpmn:definitions>"#;
+    app.deploy(xml, &app.owner).await.ok(201);
+    let signal = json!({"name": "cur_signal", "variables": {"text": "подмена"}});
+    // The owner (process-owners only) may not send it: 403 names who may, nothing starts.
+    let p = app.post("/api/messages", &app.owner, signal.clone()).await.problem(403, "/problems/forbidden");
+    assert!(p["detail"].as_str().unwrap().contains("clerks, ivanov"), "{p}");
+    let instances = || async {
+        let mut tx = app.rt.store().begin().await.unwrap();
+        let n = tx.instances_summary().await.unwrap().len();
+        tx.rollback().await.unwrap();
+        n
+    };
+    assert_eq!(instances().await, 0, "nothing delivered");
+    // A member of `clerks`, the login `ivanov`, and an admin may.
+    for token in [&app.outsider, &app.reviewer, &app.admin] {
+        assert_eq!(app.post("/api/messages", token, signal.clone()).await.ok(200)["result"], json!("started"));
+    }
+    assert_eq!(instances().await, 3);
+    // A message no model restricts: anyone signed in.
+    let open = app.post("/api/messages", &app.owner, json!({"name": "open_message"})).await.ok(200);
+    assert_eq!(open["result"], json!("started"));
+    app.finish().await;
+}
+
+/// Tokens may carry an expiry: past it they are refused (and listed as expired); an expiry in
+/// the past or not a time is refused when the token is issued.
+async fn token_expiry(db: TestDb) {
+    let app = App::new(db).await;
+    let soon = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let issued = app.post("/api/users/ivanov/tokens", &app.admin, json!({"label": "квартал", "expiresAt": soon})).await;
+    let issued = issued.ok(201);
+    assert!(issued["expiresAt"].is_string(), "{issued}");
+    let token = issued["token"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/api/me", &token).await.ok(200)["login"], json!("ivanov"));
+    for bad in [json!("вчера"), json!("2020-01-01T00:00:00Z")] {
+        let p = app.post("/api/users/ivanov/tokens", &app.admin, json!({"expiresAt": bad})).await;
+        let p = p.problem(422, "/problems/validation");
+        assert_eq!(p["errors"][0]["field"], json!("expiresAt"), "{p}");
+    }
+    // A token whose expiry has passed (issued with one a second ahead, as the store allows).
+    let store = app.rt.store();
+    let old = "rgl_expired_for_the_test";
+    let now = chrono::Utc::now();
+    let hash = reglament_server::accounts::hash_token(old);
+    store
+        .insert_token(&hash, "ivanov", Some("старый"), now, Some(now + chrono::Duration::milliseconds(300)))
+        .await
+        .unwrap();
+    assert_eq!(app.get("/api/me", old).await.ok(200)["login"], json!("ivanov"), "works until it expires");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let p = app.get("/api/me", old).await.problem(401, "/problems/unauthorized");
+    assert!(p["detail"].as_str().unwrap().contains("истёк"), "{p}");
+    let list = app.get("/api/users/ivanov/tokens", &app.admin).await.ok(200);
+    let by_label = |label: &str| list["items"].as_array().unwrap().iter().find(|t| t["label"] == json!(label)).cloned();
+    assert_eq!(by_label("старый").unwrap()["expired"], json!(true), "{list}");
+    assert_eq!(by_label("квартал").unwrap()["expired"], json!(false), "{list}");
+    assert!(by_label("квартал").unwrap()["expiresAt"].is_string(), "{list}");
+    assert!(by_label("users add").unwrap().get("expiresAt").is_none(), "no expiry: {list}");
+    app.get("/api/me", &token).await.ok(200);
+    app.finish().await;
+}
+
+/// The directory file seeds a database once: a directory an admin emptied stays empty after
+/// a restart, and the sample admin does not get their groups back.
+async fn directory_seeds_once(db: TestDb) {
+    let app = App::new(db).await;
+    let dir = std::env::temp_dir().join(format!("reglament-seed-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("directory.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[people]]
+login = "admin"
+email = "admin@example.org"
+groups = ["admins", "process-owners"]
+
+[[units]]
+id = "oapr"
+name = "Отдел анализа"
+members = ["admin"]
+"#,
+    )
+    .unwrap();
+    reglament_server::serve::load_directory_on_first_start(&app.rt, &file).await.unwrap();
+    let loaded = app.get("/api/directory", &app.admin).await.ok(200);
+    assert_eq!(loaded["units"][0]["id"], json!("oapr"), "{loaded}");
+    let groups_of_admin = |users: Value| {
+        users["items"].as_array().unwrap().iter().find(|u| u["login"] == json!("admin")).unwrap()["groups"].clone()
+    };
+    let users = app.get("/api/users", &app.admin).await.ok(200);
+    assert_eq!(groups_of_admin(users), json!(["admins", "process-owners"]));
+    // The admin empties it, keeping only themself, out of `process-owners`.
+    let emptied = json!({"people": [{"login": "admin", "email": "admin@example.org", "groups": ["admins"]}]});
+    app.send(
+        Method::PUT,
+        "/api/directory",
+        Some(&app.admin),
+        Body::from(emptied.to_string()),
+        &[("content-type", "application/json")],
+    )
+    .await
+    .ok(200);
+    // A restart reads the file again: nothing changes.
+    reglament_server::serve::load_directory_on_first_start(&app.rt, &file).await.unwrap();
+    let after = app.get("/api/directory", &app.admin).await.ok(200);
+    assert_eq!(after["units"], json!([]), "the emptied directory stays empty: {after}");
+    let users = app.get("/api/users", &app.admin).await.ok(200);
+    assert_eq!(groups_of_admin(users), json!(["admins"]), "no groups given back");
+    assert!(!app.rt.store().directory_never_loaded().await.unwrap());
+    std::fs::remove_dir_all(dir).ok();
+    app.finish().await;
+}
+
 macro_rules! on_sqlite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1408,6 +1549,9 @@ on_sqlite!(
     visibility_rules,
     audit_trail,
     token_guessing_is_counted,
+    token_expiry,
+    directory_seeds_once,
+    message_senders,
 );
 on_postgres!(
     main_flow,
@@ -1417,5 +1561,8 @@ on_postgres!(
     hostile_keys,
     unique_business_keys,
     visibility_rules,
-    audit_trail
+    audit_trail,
+    token_expiry,
+    directory_seeds_once,
+    message_senders,
 );

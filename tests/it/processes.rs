@@ -521,9 +521,16 @@ fn information_request_outside_competence_is_redirected_with_a_notice() {
 #[test]
 fn cur_comment_from_a_cur_message_with_reminder_escalation_and_answer() {
     let mut s = Stand::start("cur-comment", None);
+    // Only ЦУР's system account may send ЦУР's messages (the model's messageSenders): a member
+    // of staff in no such group is refused and nothing starts.
+    let forged = json!({"name": "cur_signal", "correlationKey": "INC-76", "variables": {
+        "incidentId": "INC-76", "curEmail": "attacker@evil.example.org"}});
+    let (status, body) = s.call("smirnova", "POST", "/api/messages", Some(&forged));
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("cur"), "{body}");
     // ЦУР reports inaccurate information: the message starts the process.
     let (status, body) = s.call(
-        "admin",
+        "cur-astrakhan",
         "POST",
         "/api/messages",
         Some(&json!({"name": "cur_signal", "correlationKey": "INC-77", "variables": {

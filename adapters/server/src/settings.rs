@@ -80,6 +80,12 @@ pub const KEYS: &[Key] = &[
         doc: "the sender of every email",
     },
     Key {
+        name: "mail_variable_domains",
+        env: "REGLAMENT_MAIL_VARIABLE_DOMAINS",
+        default: "*",
+        doc: "where emails may go to addresses taken from process variables: `PROCESS=DOMAIN,DOMAIN; *=DOMAIN` (`*` as a domain: any; a domain covers its subdomains), e.g. `cur-comment=cur30.example.org; *=*`; addresses written in the model are not limited",
+    },
+    Key {
         name: "mail_connections",
         env: "REGLAMENT_MAIL_CONNECTIONS",
         default: "8",
@@ -162,6 +168,7 @@ pub struct Settings {
     pub smtp_url: Option<String>,
     pub mail_dir: PathBuf,
     pub mail_from: String,
+    pub mail_variable_domains: VariableDomains,
     pub mail_connections: u32,
     pub mail_retry: Duration,
     pub time_zone: chrono_tz::Tz,
@@ -263,6 +270,11 @@ impl Settings {
             smtp_url: raw.get("smtp_url").map(|(v, _)| v),
             mail_dir: PathBuf::from(raw.text("mail_dir")),
             mail_from: raw.text("mail_from"),
+            mail_variable_domains: raw.parse(
+                "mail_variable_domains",
+                "`PROCESS=DOMAIN,DOMAIN; *=DOMAIN` (e.g. `cur-comment=cur30.example.org; *=*`)",
+                |v| v.parse().ok(),
+            )?,
             mail_connections: raw.parse("mail_connections", "a whole number from 1 to 1000", |v| {
                 v.parse::<u32>().ok().filter(|n| (1..=1000).contains(n))
             })?,
@@ -364,6 +376,94 @@ fn readme_default(default: &str) -> String {
         "none" | "a random name" => default.to_string(),
         "http:// + http_addr" => "`http://` + `http_addr`".to_string(),
         other => format!("`{other}`"),
+    }
+}
+
+/// Where emails may go to addresses taken from process variables (setting
+/// `mail_variable_domains`): per process key, with `*` for the others; a domain covers its
+/// subdomains; `*` as a domain allows any. Addresses written in the model are not limited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableDomains {
+    by_process: std::collections::BTreeMap<String, Vec<String>>,
+    others: Vec<String>,
+}
+
+impl Default for VariableDomains {
+    fn default() -> Self {
+        VariableDomains { by_process: Default::default(), others: vec!["*".into()] }
+    }
+}
+
+impl std::str::FromStr for VariableDomains {
+    type Err = String;
+
+    /// `PROCESS=DOMAIN,DOMAIN; *=DOMAIN`, or a bare `DOMAIN,DOMAIN` for every process. A
+    /// process not named and no `*` entry: no addresses from variables at all.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let domains = |list: &str| -> Result<Vec<String>, String> {
+            let out: Vec<String> = list.split(',').map(|d| d.trim().to_lowercase()).filter(|d| !d.is_empty()).collect();
+            match out
+                .iter()
+                .find(|d| *d != "*" && (d.contains('@') || d.chars().any(|c| c.is_whitespace() || c.is_control())))
+            {
+                Some(bad) => Err(format!("`{bad}` is not a domain")),
+                None => Ok(out),
+            }
+        };
+        if !text.contains('=') {
+            return Ok(VariableDomains { by_process: Default::default(), others: domains(text)? });
+        }
+        let mut out = VariableDomains { by_process: Default::default(), others: Vec::new() };
+        for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+            let (process, list) = entry.split_once('=').ok_or_else(|| format!("`{entry}` has no `=`"))?;
+            let process = process.trim();
+            if process.is_empty() {
+                return Err(format!("`{entry}` names no process"));
+            }
+            if process == "*" {
+                out.others = domains(list)?;
+            } else {
+                out.by_process.insert(process.to_string(), domains(list)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl VariableDomains {
+    /// Whether an address from a variable of process `process` may receive email.
+    pub fn allows(&self, process: &str, address: &str) -> bool {
+        let domain = address.rsplit_once('@').map(|(_, d)| d.trim().trim_end_matches('>').to_lowercase());
+        let Some(domain) = domain else { return false };
+        let allowed = self.by_process.get(process).unwrap_or(&self.others);
+        allowed.iter().any(|d| d == "*" || domain == *d || domain.ends_with(&format!(".{d}")))
+    }
+
+    /// The domains allowed for `process`, for messages.
+    pub fn for_process(&self, process: &str) -> &[String] {
+        self.by_process.get(process).unwrap_or(&self.others)
+    }
+}
+
+#[cfg(test)]
+mod variable_domain_tests {
+    use super::VariableDomains;
+
+    #[test]
+    fn domains_per_process_with_subdomains_and_a_default() {
+        let d: VariableDomains = "cur-comment=cur30.example.org; *=*".parse().unwrap();
+        assert!(d.allows("cur-comment", "cur@cur30.example.org"));
+        assert!(d.allows("cur-comment", "ЦУР <duty@mail.cur30.example.org>"));
+        assert!(!d.allows("cur-comment", "attacker@evil.example.org"));
+        assert!(!d.allows("cur-comment", "x@notcur30.example.org"), "not a subdomain");
+        assert!(d.allows("information-request", "citizen@mail.example.org"));
+        let strict: VariableDomains = "gov.ru, astrobl.ru".parse().unwrap();
+        assert!(strict.allows("any", "a@astrobl.ru") && !strict.allows("any", "a@example.org"));
+        let none: VariableDomains = "press-request=*".parse().unwrap();
+        assert!(none.allows("press-request", "a@b.c") && !none.allows("other", "a@b.c"), "no `*` entry: none");
+        assert!(VariableDomains::default().allows("p", "a@b.c"));
+        assert!("cur-comment=a@b.c".parse::<VariableDomains>().is_err());
+        assert!("=x.org".parse::<VariableDomains>().is_err());
     }
 }
 

@@ -1035,6 +1035,17 @@ impl<'a> Exec<'a> {
             }
             Ok(entries)
         };
+        // Addresses an expression gave that it does not spell out itself came from variables.
+        let from_variables = |name: &str, entries: &[String]| -> Vec<String> {
+            match task.header(name).filter(|v| v.trim_start().starts_with('=')) {
+                Some(source) => entries
+                    .iter()
+                    .filter(|e| e.contains('@') && !source.contains(&format!("\"{e}\"")))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            }
+        };
         let list = |s: Option<String>| -> Vec<String> {
             s.map(|s| s.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default()
@@ -1057,7 +1068,18 @@ impl<'a> Exec<'a> {
             .cloned()
             .collect();
         let cc = ruled("cc", list(header("cc")?))?;
-        Ok(Email { to, cc, subject, body, template, headers, variables: self.st.visible(key) })
+        let mut variable_addresses = from_variables("to", &to);
+        variable_addresses.extend(from_variables("cc", &cc));
+        Ok(Email {
+            to,
+            cc,
+            subject,
+            body,
+            template,
+            headers,
+            variables: self.st.visible(key),
+            from_variables: variable_addresses,
+        })
     }
 
     fn call(&mut self, key: Key, ei: &Ei, called: &CalledElement) -> Result<(), Failure> {

@@ -451,4 +451,9 @@ pub struct Email {
     pub headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub variables: Vars,
+    /// The entries of `to` and `cc` that are addresses taken from variables (an expression's
+    /// value not written in it as a literal): the server sends to them only within the domains
+    /// its operator allows for the process (`mail_variable_domains`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_variables: Vec<String>,
 }

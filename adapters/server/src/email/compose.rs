@@ -48,6 +48,8 @@ pub struct Composer {
     pub from: Mailbox,
     /// The public base URL, no trailing slash.
     pub base_url: String,
+    /// Where addresses from variables may receive email.
+    pub variable_domains: super::VariableDomains,
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): the message is a notification, so mail systems
@@ -81,7 +83,15 @@ impl Composer {
                 to.extend(split_rules(rules).map(str::to_owned));
             }
         }
-        let cx = RuleContext { store: &self.store, instance: &row.instance_id, variables: &email.variables };
+        let process = self.store.instance_keys(&row.instance_id).await?.map(|k| k.0).unwrap_or_default();
+        let cx = RuleContext {
+            store: &self.store,
+            instance: &row.instance_id,
+            variables: &email.variables,
+            process: &process,
+            domains: &self.variable_domains,
+            from_variables: &email.from_variables,
+        };
         let recipients = recipients::resolve(&cx, &to, &email.cc).await?;
 
         let task_element = match header_value(&email, "task")? {

@@ -47,6 +47,7 @@ use self::templates::Templates;
 pub use self::transport::{Mailer, SendError, Transport};
 use crate::driver::{DriverError, Op, Runtime};
 use crate::settings::Settings;
+pub use crate::settings::VariableDomains;
 use reglament_store::outbox::{OutboxMark, OutboxRow};
 use reglament_store::{Store, StoreError, Ts};
 
@@ -54,6 +55,8 @@ use reglament_store::{Store, StoreError, Ts};
 #[derive(Debug, Clone)]
 pub struct EmailConfig {
     pub transport: Transport,
+    /// Where addresses from variables may receive email.
+    pub variable_domains: VariableDomains,
     /// The `From` mailbox, e.g. `Регламент <reglament@example.org>`.
     pub from: String,
     /// The folder of `NAME.txt` / `NAME.html` templates.
@@ -87,6 +90,7 @@ impl EmailConfig {
         EmailConfig {
             transport,
             from: settings.mail_from.clone(),
+            variable_domains: settings.mail_variable_domains.clone(),
             templates: settings.definitions.join("templates"),
             base_url: settings.base_url.clone(),
             time_zone: settings.time_zone,
@@ -188,6 +192,7 @@ pub async fn run(rt: Runtime, config: EmailConfig, mut shutdown: watch::Receiver
             templates: Templates::new(&config.templates, config.time_zone),
             from,
             base_url: config.base_url.clone(),
+            variable_domains: config.variable_domains.clone(),
         },
         rt,
         mailer,

@@ -74,6 +74,12 @@ pub struct RuleContext<'a> {
     pub store: &'a Store,
     pub instance: &'a str,
     pub variables: &'a Vars,
+    /// The instance's process key, for [`super::VariableDomains`].
+    pub process: &'a str,
+    /// Where addresses from variables may receive email.
+    pub domains: &'a super::VariableDomains,
+    /// Entries of `to`/`cc` the engine marked as addresses from variables.
+    pub from_variables: &'a [String],
 }
 
 /// Splits a header value into rules.
@@ -122,10 +128,10 @@ fn display_name(name: &str) -> String {
 async fn people(cx: &RuleContext<'_>, rule: &str) -> Result<Vec<Person>> {
     let rule = rule.trim();
     let found = match rule.split_once(':') {
-        _ if rule.starts_with('=') => people_of_values(cx, &evaluate(cx, rule)?, rule).await?,
+        _ if rule.starts_with('=') => people_of_values(cx, &evaluate(cx, rule)?, rule, true).await?,
         _ if rule == "initiator" => {
             let value = cx.variables.get("initiator").cloned().unwrap_or(Json::Null);
-            people_of_values(cx, &strings(&value), "the variable `initiator`").await?
+            people_of_values(cx, &strings(&value), "the variable `initiator`", true).await?
         }
         Some(("user", arg)) => {
             let mut out = Vec::new();
@@ -149,7 +155,10 @@ async fn people(cx: &RuleContext<'_>, rule: &str) -> Result<Vec<Person>> {
                  initiator, an address or =expression"
             )));
         }
-        _ => people_of_values(cx, &[rule.to_string()], rule).await?,
+        _ => {
+            let from_variables = cx.from_variables.iter().any(|v| v.trim() == rule);
+            people_of_values(cx, &[rule.to_string()], rule, from_variables).await?
+        }
     };
     if found.is_empty() {
         return Err(rule_error(format!("the recipient rule `{rule}` finds nobody")));
@@ -157,13 +166,32 @@ async fn people(cx: &RuleContext<'_>, rule: &str) -> Result<Vec<Person>> {
     Ok(found)
 }
 
-/// Addresses stay addresses; other values are logins.
-async fn people_of_values(cx: &RuleContext<'_>, values: &[String], what: &str) -> Result<Vec<Person>> {
+/// Addresses stay addresses; other values are logins. Addresses `from_variables` must lie in
+/// the domains the operator allows for the process.
+async fn people_of_values(
+    cx: &RuleContext<'_>,
+    values: &[String],
+    what: &str,
+    from_variables: bool,
+) -> Result<Vec<Person>> {
     let mut out = Vec::new();
     for v in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
         if v.contains('@') {
             let mailbox: Mailbox =
                 v.parse().map_err(|e| rule_error(format!("`{v}` (from {what}) is not an email address: {e}")))?;
+            if from_variables && !cx.domains.allows(cx.process, mailbox.email.as_ref()) {
+                return Err(rule_error(format!(
+                    "`{}` comes from the variables of process `{}`, and the setting mail_variable_domains allows \
+                     addresses from variables of this process only in: {}; add its domain there or write the \
+                     address in the model",
+                    mailbox.email,
+                    cx.process,
+                    match cx.domains.for_process(cx.process) {
+                        [] => "no domain".to_string(),
+                        list => list.join(", "),
+                    }
+                )));
+            }
             out.push(Person {
                 login: None,
                 name: mailbox.name.as_deref().map(display_name).filter(|n| !n.is_empty()),

@@ -38,6 +38,29 @@ pub struct MessageResponse {
     pub process_instance_id: Option<String>,
 }
 
+/// Whether `user` may publish the message `name` from outside: admins may; otherwise every
+/// deployed process (latest version) that lists senders for it in `reglament:settings
+/// messageSenders` must name one of the user's groups or their login. A message no process
+/// restricts may be published by anyone signed in, as in Camunda.
+pub async fn may_publish(state: &AppState, user: &CurrentUser, name: &str) -> Result<(), ApiError> {
+    if user.0.in_group(super::auth::ADMINS) {
+        return Ok(());
+    }
+    for row in state.runtime.store().definitions().await? {
+        let def = state.runtime.definition(&row.key, row.version).await?;
+        if let Some(senders) = def.process().settings.message_senders.get(name)
+            && !senders.iter().any(|s| s == user.login() || user.0.in_group(s))
+        {
+            return Err(ApiError::Forbidden(format!(
+                "Сообщение `{name}` процесса «{}» могут отправлять только: {} (reglament:settings messageSenders)",
+                def.process().name.as_deref().unwrap_or(&row.key),
+                senders.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Publishes a message.
 #[utoipa::path(
     post, path = "/api/messages", operation_id = "publishMessage", summary = "Отправить сообщение", tag = "messages",
@@ -48,13 +71,14 @@ pub struct MessageResponse {
         (status = 202, description = "Сообщение сохранено на время timeToLive", body = MessageResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Модель разрешает это сообщение другим отправителям (`reglament:settings messageSenders`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/no-receiver: никто не ждёт сообщения и timeToLive не задан", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn publish(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     actor: super::audit::Actor,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
@@ -63,6 +87,7 @@ pub async fn publish(
         .key("correlationKey", &req.correlation_key, false)
         .variable_names("variables", &req.variables)
         .done()?;
+    may_publish(&state, &user, &req.name).await?;
     let ttl_ms = match &req.time_to_live {
         None => 0,
         Some(text) => {
