@@ -4,6 +4,7 @@
 mod support;
 mod tools;
 
+mod authz;
 mod browser;
 mod cluster;
 mod corpus;

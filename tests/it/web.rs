@@ -847,8 +847,11 @@ async fn task_page(db: TestDb) {
     assert!(html.contains("<dt>Канал поступления</dt><dd>Электронная почта</dd>"));
     assert!(html.contains("<dt>Листов</dt><dd>3,5</dd>") && html.contains("<dt>Срочное</dt><dd>Да</dd>"));
     assert!(html.contains("Орлова Татьяна Михайловна выполнил(а) задачу «Зарегистрировать обращение»"), "{html}");
-    // The reception's (completed) task is not the lawyer's to see.
-    assert_eq!(web.get(&url, &mut lawyer).await.status, StatusCode::NOT_FOUND);
+    // The lawyer sees the instance (a task of it is theirs), so also the reception's completed
+    // task, as the API shows it — read-only.
+    let seen = web.get(&url, &mut lawyer).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(!seen.text().contains("/complete\""), "no completing someone else's done task");
     assert_eq!(web.get("/tasks/no-such.1", &mut lawyer).await.status, StatusCode::NOT_FOUND);
 
     // Claim and give back; a completed task says who did it.

@@ -19,27 +19,39 @@ pub mod task;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::http::AppState;
 
 const APP_CSS: &str = include_str!("static/app.css");
 const APP_JS: &str = include_str!("static/app.js");
 
+/// Every page route: its path, the methods it answers, its handlers. [`router`] serves
+/// exactly these and [`routes`] lists them (the authorization test probes each one).
+fn pages() -> Vec<(&'static str, &'static [&'static str], MethodRouter<AppState>)> {
+    vec![
+        ("/", &["get"], get(inbox::page)),
+        ("/login", &["get", "post"], get(login::show).post(login::submit)),
+        ("/logout", &["post"], post(login::logout)),
+        ("/instances/{id}", &["get"], get(instance::page)),
+        ("/tasks/{id}", &["get"], get(task::page)),
+        ("/tasks/{id}/claim", &["post"], post(task::claim)),
+        ("/tasks/{id}/unclaim", &["post"], post(task::unclaim)),
+        ("/tasks/{id}/assign", &["post"], post(task::assign)),
+        ("/tasks/{id}/complete", &["post"], post(task::complete)),
+        ("/static/app.css", &["get"], get(|| async { asset(APP_CSS, "text/css; charset=utf-8") })),
+        ("/static/app.js", &["get"], get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") })),
+    ]
+}
+
 /// The page routes; `serve` puts them under the API's layers with [`crate::http::router_with`].
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(inbox::page))
-        .route("/login", get(login::show).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/instances/{id}", get(instance::page))
-        .route("/tasks/{id}", get(task::page))
-        .route("/tasks/{id}/claim", post(task::claim))
-        .route("/tasks/{id}/unclaim", post(task::unclaim))
-        .route("/tasks/{id}/assign", post(task::assign))
-        .route("/tasks/{id}/complete", post(task::complete))
-        .route("/static/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
-        .route("/static/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
+    pages().into_iter().fold(Router::new(), |router, (path, _, handlers)| router.route(path, handlers))
+}
+
+/// Every page route as (method, path), e.g. `("post", "/tasks/{id}/claim")`.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    pages().into_iter().flat_map(|(path, methods, _)| methods.iter().map(move |m| (*m, path))).collect()
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -249,23 +249,21 @@ fn api_message(e: &ApiError) -> String {
     }
 }
 
-async fn load_task(state: &AppState, id: &str) -> Result<Option<TaskRow>, Response> {
-    if !crate::http::hygiene::plausible_id(id) {
-        return Ok(None);
+/// The task, when the user may see it by the rule the API keeps (`crate::access`): offered to
+/// them or done by them, or of an instance they see; otherwise the not-found page.
+async fn load_task(state: &AppState, user: &WebUser, id: &str) -> Result<TaskRow, Response> {
+    match crate::http::tasks::load_visible(state, &CurrentUser(user.user.clone()), id).await {
+        Ok(task) => Ok(task),
+        Err(ApiError::NotFound(..)) => Err(not_found(user)),
+        Err(e) => Err(server_error(&api_message(&e))),
     }
-    state.runtime.store().task(id).await.map_err(|e| server_error(&e.to_string()))
 }
 
 async fn show(state: &AppState, user: &WebUser, id: &str, status: StatusCode, feedback: Feedback) -> Response {
-    let task = match load_task(state, id).await {
-        Ok(Some(task)) => task,
-        Ok(None) => return not_found(user),
+    let task = match load_task(state, user, id).await {
+        Ok(task) => task,
         Err(page) => return page,
     };
-    let me = CurrentUser(user.user.clone());
-    if !me.may_see(&task) {
-        return not_found(user);
-    }
     match build(state, user, &task, status, feedback).await {
         Ok(page) => page,
         Err(e) => server_error(&e),
@@ -331,6 +329,12 @@ async fn build(
         .collect();
     let mine = task.assignee.as_deref() == Some(user.user.login.as_str());
     let open = task.state == "open";
+    // What this person may do here (the API decides; the page offers only that): take the task
+    // when it is offered to them (admins too), hand it over or take it back when they oversee
+    // the process (admins, its owners).
+    let admin = user.user.in_group(crate::access::ADMINS);
+    let may_take = admin || CurrentUser(user.user.clone()).may_see(task);
+    let oversees = admin || crate::access::owns(&user.user, &def);
     let members: Vec<(String, String)> = users
         .iter()
         .filter(|u| !u.disabled && task.candidate_groups.iter().any(|g| u.in_group(g)))
@@ -349,6 +353,8 @@ async fn build(
             task => Serde(&row),
             open,
             mine,
+            may_take,
+            oversees,
             assignee => task.assignee.as_deref().map(&name_of),
             groups => format::groups(task.candidate_groups.iter().map(String::as_str), &group_names),
             completed => task.completed_at.map(|t| format::date_time(t, tz)),
@@ -465,9 +471,8 @@ pub async fn complete(
     if !csrf_ok(&state, &headers, &user, &posted) {
         return csrf_refused();
     }
-    let task = match load_task(&state, &id).await {
-        Ok(Some(task)) if CurrentUser(user.user.clone()).may_see(&task) => task,
-        Ok(_) => return not_found(&user),
+    let task = match load_task(&state, &user, &id).await {
+        Ok(task) => task,
         Err(page) => return page,
     };
     let def = match state.runtime.store().instance(&task.instance_id).await {
