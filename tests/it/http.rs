@@ -1346,6 +1346,18 @@ async fn audit_trail(db: TestDb) {
     assert_eq!(rest["items"][0]["action"], json!("task.complete"));
     assert_eq!(rest["nextCursor"], Value::Null);
     app.get("/api/audit?limit=0", &auditor).await.problem(400, "/problems/bad-request");
+    // Exported whole as CSV: a row per act, the same acts as the JSON, formulas neutralised.
+    let csv = app.get("/api/audit?format=csv&actor=ivanov", &auditor).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
+    let text = csv.text();
+    let lines: Vec<&str> = text.trim_end().split("\r\n").collect();
+    assert_eq!(lines[0], "\u{feff}Номер,Время,Кто,Адрес,Действие,Объект,Экземпляр,Подробности");
+    assert_eq!(lines.len() - 1, mine["items"].as_array().unwrap().len(), "{text}");
+    assert!(lines[1..].iter().all(|l| l.contains(",ivanov,")), "{text}");
+    assert!(text.contains("task.complete") && text.contains(&tid), "{text}");
+    app.get("/api/audit?format=csv&limit=5", &auditor).await.problem(400, "/problems/bad-request");
+    app.get("/api/audit?format=csv", &app.reviewer).await.problem(403, "/problems/forbidden");
 
     // Append-only in the database itself.
     for sql in ["UPDATE audit_log SET actor = 'nobody'", "DELETE FROM audit_log"] {

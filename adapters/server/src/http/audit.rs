@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json_;
@@ -125,6 +127,43 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
+    /// `json` (default, paged) or `csv`: every matching act (up to 100,000; narrow with
+    /// `from`/`to` for more), for archiving or a spreadsheet.
+    #[param(inline)]
+    pub format: Option<AuditFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    Json,
+    Csv,
+}
+
+/// The most acts one CSV export holds.
+const CSV_MAX: i64 = 100_000;
+
+/// The acts as CSV (RFC 4180, UTF-8 with a byte-order mark), Russian headers.
+fn to_csv(rows: &[reglament_store::audit::AuditRow], tz: chrono_tz::Tz) -> String {
+    use crate::csv::cell;
+    let mut out = String::from('\u{feff}');
+    out.push_str("Номер,Время,Кто,Адрес,Действие,Объект,Экземпляр,Подробности\r\n");
+    for r in rows {
+        let e = &r.entry;
+        let cells = [
+            r.seq.to_string(),
+            e.at.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            e.actor.clone(),
+            e.address.clone().unwrap_or_default(),
+            e.action.clone(),
+            e.target.clone().unwrap_or_default(),
+            e.instance_id.clone().unwrap_or_default(),
+            e.details.to_string(),
+        ];
+        out.push_str(&cells.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// One recorded act.
@@ -158,7 +197,10 @@ pub struct AuditList {
     get, path = "/api/audit", operation_id = "listAudit", summary = "Журнал действий", tag = "operations",
     params(AuditFilter),
     responses(
-        (status = 200, body = AuditList),
+        (status = 200, description = "JSON по страницам или CSV целиком", content(
+            (AuditList = "application/json"),
+            (String = "text/csv"),
+        )),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -168,14 +210,20 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
     ApiQuery(q): ApiQuery<AuditFilter>,
-) -> Result<Json<AuditList>, ApiError> {
+) -> Result<Response, ApiError> {
     if !user.0.in_group(ADMINS) && !user.0.in_group(AUDITORS) {
         return Err(ApiError::Forbidden(format!(
             "Журнал действий видят только участники групп `{ADMINS}` и `{AUDITORS}`"
         )));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    let csv = matches!(q.format, Some(AuditFormat::Csv));
+    if csv && (q.limit.is_some() || q.cursor.is_some()) {
+        return Err(ApiError::BadRequest(
+            "format=csv выгружает всё, что подходит под фильтры: уберите limit и cursor".into(),
+        ));
+    }
+    let limit = if csv { CSV_MAX } else { q.limit.unwrap_or(100) };
+    if !csv && !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit — от 1 до 1000, а не {limit}")));
     }
     let after = match &q.cursor {
@@ -198,6 +246,18 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let tz = state.runtime.default_tz();
+    if csv {
+        if more {
+            return Err(ApiError::BadRequest(format!(
+                "Под фильтры подходит больше {CSV_MAX} записей: выгрузите журнал частями по времени (from, to)"
+            )));
+        }
+        let headers = [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
+        ];
+        return Ok((headers, to_csv(&rows, tz)).into_response());
+    }
     let next_cursor = more.then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let items = rows
         .into_iter()
@@ -212,5 +272,5 @@ pub async fn list(
             details: r.entry.details,
         })
         .collect();
-    Ok(Json(AuditList { items, next_cursor }))
+    Ok(Json(AuditList { items, next_cursor }).into_response())
 }
