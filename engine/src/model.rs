@@ -107,6 +107,10 @@ pub struct ProcessSettings {
     /// Who owns the process among the process owners (`reglament:settings owners="legal,
     /// ivanova"`): group ids or logins. Empty: every process owner.
     pub owners: Vec<String>,
+    /// The groups whose members may start the process (`reglament:settings
+    /// starters="reception,legal"`); empty: everyone. A user task offered to nobody is offered to
+    /// these groups, so only people whose rights allow the process see and take it.
+    pub starters: Vec<String>,
     /// Variables no completion of a user task without a form may write (`reglament:settings
     /// protected="requestNo,registeredAt"`): the request number, legal dates.
     pub protected: Vec<String>,

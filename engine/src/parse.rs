@@ -379,6 +379,23 @@ impl Parser {
                         );
                     }
                 }
+                if let Some(a) = ext.attr("starters") {
+                    settings.starters =
+                        a.value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+                    if settings.starters.is_empty()
+                        || settings.starters.iter().any(|v| v.chars().any(|c| c.is_whitespace() || c.is_control()))
+                    {
+                        self.error(
+                            Code::BadValue,
+                            a.pos,
+                            Some(id),
+                            format!(
+                                "starters must list group ids separated by commas (e.g. `reception,legal`), not `{}`",
+                                a.value
+                            ),
+                        );
+                    }
+                }
                 if let Some(a) = ext.attr("protected") {
                     settings.protected =
                         a.value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();

@@ -1425,6 +1425,38 @@ async fn message_senders(db: TestDb) {
     app.finish().await;
 }
 
+/// A process that names its starters: only their members (and its owners, admins) start it,
+/// and its tasks offered to nobody are offered to them — not to everyone signed in.
+async fn starters(db: TestDb) {
+    let app = App::new(db).await;
+    let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:reglament="urn:reglament:bpmn:1.0" id="d" targetNamespace="urn:test">
+  <bpmn:process id="intake" name="Приём заявлений" isExecutable="true">
+    <bpmn:extensionElements><reglament:settings starters="reviewers" /></bpmn:extensionElements>
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="t" />
+    <bpmn:userTask id="t" name="Разобрать заявление" />
+    <bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="e" />
+    <bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+    app.deploy(xml, &app.owner).await.ok(201);
+    let start = json!({"definitionKey": "intake"});
+    let p = app.post("/api/process-instances", &app.outsider, start.clone()).await.problem(403, "/problems/forbidden");
+    assert!(p["detail"].as_str().unwrap().contains("reviewers"), "{p}");
+    let id = app.post("/api/process-instances", &app.reviewer, start.clone()).await.ok(201)["id"].clone();
+    app.post("/api/process-instances", &app.admin, start.clone()).await.ok(201);
+    app.post("/api/process-instances", &app.owner, start).await.ok(201);
+    // The task the model offers to nobody: the starters' members see and take it, others not.
+    let task = app.task_of(id.as_str().unwrap()).await;
+    assert_eq!(task["candidateGroups"], json!(["reviewers"]), "{task}");
+    let tid = task["id"].as_str().unwrap();
+    app.get(&format!("/api/tasks/{tid}"), &app.outsider).await.problem(404, "/problems/task-not-found");
+    assert_eq!(app.get("/api/tasks", &app.outsider).await.ok(200)["items"], json!([]));
+    app.post_empty(&format!("/api/tasks/{tid}/claim"), &app.reviewer2).await.ok(200);
+    app.finish().await;
+}
+
 /// Tokens may carry an expiry: past it they are refused (and listed as expired); an expiry in
 /// the past or not a time is refused when the token is issued.
 async fn token_expiry(db: TestDb) {
@@ -1564,6 +1596,7 @@ on_sqlite!(
     token_expiry,
     directory_seeds_once,
     message_senders,
+    starters,
 );
 on_postgres!(
     main_flow,
@@ -1577,4 +1610,5 @@ on_postgres!(
     token_expiry,
     directory_seeds_once,
     message_senders,
+    starters,
 );

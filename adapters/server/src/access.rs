@@ -6,7 +6,8 @@
 //!   names in `reglament:settings owners="…"` when it names any;
 //! - started it;
 //! - hold, held, completed or may take one of its user tasks (a task offered to nobody is
-//!   offered to everyone, as in Camunda).
+//!   offered to everyone, as in Camunda; in a process that names its starters the engine
+//!   offers such a task to those groups).
 //!
 //! Everything else answers as if the instance did not exist (404), so ids leak nothing.
 

@@ -248,6 +248,16 @@ impl Store {
         Ok(rows.into_iter().map(TaskRow::from_record).collect())
     }
 
+    /// The latest deployed version of a definition key.
+    pub async fn latest_version(&self, key: &str) -> Result<Option<i64>> {
+        let row: (Option<i64>,) =
+            on_pool!(&self.pool, |c| sqlx::query_as("SELECT MAX(version) FROM definitions WHERE key = $1")
+                .bind(key)
+                .fetch_one(c)
+                .await?);
+        Ok(row.0)
+    }
+
     pub async fn definitions(&self) -> Result<Vec<DefinitionRow>> {
         let rows: Vec<DefinitionRecord> = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT d.key, d.version, d.hash, d.name, d.deployed_at, d.deployed_by FROM definitions d \

@@ -956,7 +956,7 @@ impl<'a> Exec<'a> {
             Some(p) => Some(self.param_string(p, key)?).filter(|s| !s.is_empty()),
             None => None,
         };
-        let candidate_groups = match &task.candidate_groups {
+        let mut candidate_groups = match &task.candidate_groups {
             Some(p) => self.param_list(p, key)?,
             None => Vec::new(),
         };
@@ -964,6 +964,11 @@ impl<'a> Exec<'a> {
             Some(p) => self.param_list(p, key)?,
             None => Vec::new(),
         };
+        // A task offered to nobody is offered to everyone whose rights allow the process: all,
+        // or the groups the process names as its starters.
+        if assignee.is_none() && candidate_groups.is_empty() && candidate_users.is_empty() {
+            candidate_groups = self.def.process().settings.starters.clone();
+        }
         let due = match (&task.deadline, &task.due_date) {
             (Some(deadline), _) => Some(self.deadline(deadline, key)?),
             (None, Some(p)) => Some(self.date_param(p, key)?),

@@ -100,7 +100,30 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
     Ok(InstanceView::build(row, &def, state.runtime.env(), state.runtime.now(), &state.base_url))
 }
 
-/// Starts an instance of the latest version of a definition. Any signed-in user may.
+/// Whether `user` may start `key`: anyone, unless the process names its starters
+/// (`reglament:settings starters`); then their members, the process's owners and admins.
+async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -> Result<(), ApiError> {
+    let Some(version) = state.runtime.store().latest_version(key).await? else {
+        return Ok(()); // the command answers 404 for an unknown key
+    };
+    let def = state.runtime.definition(key, version).await?;
+    let starters = &def.process().settings.starters;
+    if starters.is_empty()
+        || starters.iter().any(|g| user.0.in_group(g))
+        || user.0.in_group(crate::access::ADMINS)
+        || crate::access::owns(&user.0, &def)
+    {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "Процесс «{}» запускают только участники групп: {}",
+        def.process().name.as_deref().unwrap_or(key),
+        starters.join(", ")
+    )))
+}
+
+/// Starts an instance of the latest version of a definition: any signed-in user, or, when the
+/// process names its starters, their members (and its owners, admins).
 #[utoipa::path(
     post, path = "/api/process-instances", operation_id = "startInstance", summary = "Запустить экземпляр процесса", tag = "process-instances",
     request_body = StartRequest,
@@ -109,6 +132,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
         (status = 201, body = InstanceView),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Процесс запускают только группы из reglament:settings starters", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/definition-not-found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Процесс требует единственного номера (uniqueBusinessKey), и этот номер уже занят экземпляром, названным в detail", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -126,6 +150,7 @@ pub async fn start(
         .key("businessKey", req.business_key.as_deref().unwrap_or(""), false)
         .variable_names("variables", &req.variables)
         .done()?;
+    may_start(&state, &user, &req.definition_key).await?;
     let details = serde_json::json!({"businessKey": req.business_key, "variables": req.variables});
     let target = req.definition_key.clone();
     let op = Op::Start {
