@@ -1,8 +1,9 @@
 //! An instance's audit history in the vocabulary of the scenario trace (DESIGN §6), rendered by
 //! the simulator's own renderer (`reglament_engine::sim::render_event`), so the two cannot
-//! drift. The one difference, on purpose: `task` on `task_created` is the task's API id
-//! (`INSTANCE.KEY`), not the bare key; and there is no `instance` field (the history belongs
-//! to one instance).
+//! drift. The differences, on purpose: `task` on `task_created` is the task's API id
+//! (`INSTANCE.KEY`), not the bare key; there is no `instance` field (the history belongs to one
+//! instance); and `by` names the person who started the instance or completed a task (from the
+//! audit log; the simulator has no people).
 
 use reglament_engine::feel::Vars;
 use reglament_engine::runtime::{Event, ProcessDef, Ts};

@@ -212,6 +212,34 @@ pub async fn history(
             items.extend(history::render(&id, &def, &event, at, &final_vars));
         }
     }
+    // Who did it, from the audit log: the person who started the instance, and who completed
+    // each task (the n-th completion of an element is its n-th `task.complete`).
+    let query = reglament_store::audit::AuditQuery {
+        instance_id: Some(id.clone()),
+        action: Some("task.complete".into()),
+        limit: 1_000_000,
+        ..Default::default()
+    };
+    let mut completions: std::collections::HashMap<String, std::collections::VecDeque<String>> = Default::default();
+    for r in state.runtime.store().audit(&query).await? {
+        if let Some(element) = r.entry.details.get("element").and_then(|e| e.as_str()) {
+            completions.entry(element.to_string()).or_default().push_back(r.entry.actor);
+        }
+    }
+    for item in &mut items {
+        let by = match item.get("event").and_then(|e| e.as_str()) {
+            Some("instance_started") => row.started_by.clone(),
+            Some("task_completed") => item
+                .get("element")
+                .and_then(|e| e.as_str())
+                .and_then(|element| completions.get_mut(element))
+                .and_then(|q| q.pop_front()),
+            _ => None,
+        };
+        if let Some(by) = by {
+            item.insert("by".into(), serde_json::Value::String(by));
+        }
+    }
     Ok(Json(HistoryList { items, next_cursor: None }))
 }
 
