@@ -974,20 +974,9 @@ impl Parser {
                     el.pos,
                     Some(&id),
                     format!(
-                        "<{}> needs <zeebe:taskDefinition type=\"…\"/>; built-in types are email, report, registry-update",
+                        "<{}> needs <zeebe:taskDefinition type=\"…\"/>: a built-in type (email, report, registry-update, directory-units) or the job type of an external worker",
                         task.kind.xml_name()
                     ),
-                );
-            }
-            if let Some(Param::Static(t)) = &task.job_type
-                && needs_type
-                && !BUILTIN_JOB_TYPES.contains(&t.as_str())
-            {
-                self.error(
-                    Code::Unsupported,
-                    el.pos,
-                    Some(&id),
-                    format!("task type `{t}` is not built into Reglament; use one of {}", BUILTIN_JOB_TYPES.join(", ")),
                 );
             }
             let written = el.child(&Ns::Bpmn, "script").is_some_and(|s| !s.text.trim().is_empty())

@@ -62,6 +62,10 @@ pub struct JobSpec {
     /// Make the job fail instead (the message becomes an incident).
     #[serde(default)]
     pub fail: Option<String>,
+    /// Make the worker throw this BPMN error code instead (as `/v2/jobs/{key}/error` does);
+    /// `variables` go with it to the catching event.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// One step. Exactly one of the action keys is set.
@@ -287,10 +291,18 @@ impl Simulation<'_> {
                     self.pending.push_back((id.to_string(), Command::CompleteJob { job, variables: Vars::new() }))
                 }
                 Effect::RunJob { job, job_type, .. } => {
-                    let spec = self.jobs.get(&job_type).cloned().unwrap_or_default();
-                    let cmd = match spec.fail {
-                        Some(message) => Command::FailJob { job, message, retryable: false },
-                        None => Command::CompleteJob { job, variables: table_to_vars(spec.variables.as_ref()) },
+                    // A built-in job runs at once (answered by `[jobs.TYPE]` when given); a job
+                    // for an external worker waits until the scenario answers it.
+                    let builtin = crate::parse::BUILTIN_JOB_TYPES.contains(&job_type.as_str());
+                    let Some(spec) = self.jobs.get(&job_type).cloned().or_else(|| builtin.then(JobSpec::default))
+                    else {
+                        continue;
+                    };
+                    let variables = table_to_vars(spec.variables.as_ref());
+                    let cmd = match (spec.fail, spec.error) {
+                        (Some(message), _) => Command::FailJob { job, message, retryable: false },
+                        (None, Some(code)) => Command::ThrowJobError { job, code, message: String::new(), variables },
+                        (None, None) => Command::CompleteJob { job, variables },
                     };
                     self.pending.push_back((id.to_string(), cmd));
                 }

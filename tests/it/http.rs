@@ -458,11 +458,17 @@ async fn access_rules(db: TestDb) {
     let app = App::new(db).await;
     app.deploy(APPROVAL, &app.owner).await.ok(201);
 
-    // Every /api route: no token, a malformed header, an unknown token → 401.
+    // Every /api and /v2 route: no token, a malformed header, an unknown token → 401.
     let doc = app.send(Method::GET, "/openapi.json", None, Body::empty(), &[]).await.ok(200);
-    for (path, item) in doc["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/api")) {
+    for (path, item) in
+        doc["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/api") || p.starts_with("/v2"))
+    {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{key}", "approval").replace("{id}", "x").replace("{login}", "admin");
+            let uri = path
+                .replace("{key}", "approval")
+                .replace("{id}", "x")
+                .replace("{login}", "admin")
+                .replace("{jobKey}", "1");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             app.send(m.clone(), &uri, None, Body::empty(), &[]).await.problem(401, "/problems/unauthorized");
             app.send(m.clone(), &uri, Some("rgl_unknown"), Body::empty(), &[])
@@ -1008,7 +1014,7 @@ async fn cursor_pagination(db: TestDb) {
 
 // ---- the OpenAPI document, the docs page, the CLI command -----------------------------------
 
-/// The routes of DESIGN §6 (plus the user administration of issue 5).
+/// The routes of DESIGN §6 (plus the user administration of issue 5), with the /v2 job API.
 const DESIGNED: &[(&str, &str)] = &[
     ("post", "/api/definitions"),
     ("get", "/api/definitions"),
@@ -1046,6 +1052,15 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/audit"),
     ("get", "/api/clock"),
     ("post", "/api/clock"),
+    ("post", "/v2/jobs/activation"),
+    ("post", "/v2/jobs/{jobKey}/completion"),
+    ("post", "/v2/jobs/{jobKey}/failure"),
+    ("post", "/v2/jobs/{jobKey}/error"),
+    ("patch", "/v2/jobs/{jobKey}"),
+    ("get", "/v2/topology"),
+    ("post", "/v2/process-instances"),
+    ("post", "/v2/messages/publication"),
+    ("post", "/v2/messages/correlation"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/metrics"),
@@ -1067,7 +1082,8 @@ async fn openapi_document(db: TestDb) {
     // every route is documented: the router is built from the same declarations (utoipa-axum),
     // and nothing else answers.
     for (method, path) in &documented {
-        let uri = path.replace("{key}", "approval").replace("{id}", "x").replace("{login}", "admin");
+        let uri =
+            path.replace("{key}", "approval").replace("{id}", "x").replace("{login}", "admin").replace("{jobKey}", "1");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let r = app.send(m, &uri, Some(&app.admin), Body::empty(), &[]).await;
         if r.header("content-type") == "application/problem+json" {

@@ -23,3 +23,4 @@ mod store;
 mod tidy;
 mod validate;
 mod web;
+mod workers;

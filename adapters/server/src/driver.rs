@@ -45,7 +45,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::clock::Clock;
 use crate::settings::Settings;
 use reglament_store::writes::{
-    HistoryWrite, InstanceKey, InstanceWrite, JobFinish, QueuedWrite, SubscriptionWrite, TaskClose, TaskEnd,
+    HistoryWrite, InstanceKey, InstanceWrite, JobFinish, JobWrite, QueuedWrite, SubscriptionWrite, TaskClose, TaskEnd,
     TaskGroupWrite, TaskWrite, TimerWrite, Writes,
 };
 use reglament_store::{self as store, Store, StoreError, Ts, Tx, codec};
@@ -270,6 +270,8 @@ pub struct Wakers {
     pub scheduler: Notify,
     pub outbox: Notify,
     pub jobs: Notify,
+    /// Every long-polling `/v2/jobs/activation` on this node (woken all at once).
+    pub external_jobs: Notify,
 }
 
 /// Counters for /metrics.
@@ -514,6 +516,7 @@ impl Runtime {
                 }
                 if wake.jobs {
                     self.inner.wakers.jobs.notify_one();
+                    self.inner.wakers.external_jobs.notify_waiters();
                 }
                 rest
             }
@@ -786,6 +789,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::FireTimer { .. } => "fire-timer",
         Command::CompleteJob { .. } => "complete-job",
         Command::FailJob { .. } => "fail-job",
+        Command::ThrowJobError { .. } => "throw-job-error",
         Command::ChildCompleted { .. } => "child-completed",
         Command::ChildFailed { .. } => "child-failed",
         Command::ResolveIncident { .. } => "resolve-incident",
@@ -1490,16 +1494,31 @@ impl Batch<'_> {
                             });
                             wake.outbox = true;
                         }
-                        Effect::RunJob { job, job_type, headers, variables } => {
-                            let payload = serde_json::json!({ "headers": headers, "variables": variables }).to_string();
-                            w.jobs.push(QueuedWrite {
+                        Effect::RunJob { job, job_type, headers, variables, retries } => {
+                            // The element, for the job's worker (`elementId` on /v2).
+                            let element = t.events.iter().find_map(|e| match e {
+                                Event::JobCreated { key, node, .. } if key == job => {
+                                    Some(def.process().node(*node).id.clone())
+                                }
+                                _ => None,
+                            });
+                            let payload = serde_json::json!({
+                                "headers": headers,
+                                "variables": variables,
+                                "element": element,
+                                "definitionKey": def.key(),
+                                "version": def.version,
+                            })
+                            .to_string();
+                            w.jobs.push(JobWrite {
                                 id: task_id(&id, *job),
                                 instance_id: id.clone(),
                                 job_key: *job,
-                                kind: job_type.clone(),
+                                job_type: job_type.clone(),
                                 payload,
                                 due: now,
                                 created_at: now,
+                                retries: *retries,
                             });
                             wake.jobs = true;
                         }

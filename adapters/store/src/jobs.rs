@@ -1,5 +1,6 @@
-//! Built-in jobs (`report`, `registry-update`): leasing, rescheduling, and the data they read
-//! and write.
+//! Jobs: the built-in ones (`report`, `registry-update`) — leasing, rescheduling, and the data
+//! they read and write — and those of external workers on the `/v2` job API (activation with a
+//! fresh key per lease, failure with retries, timeout changes).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,34 @@ pub struct LeasedJob {
     pub job_type: String,
     pub payload: String,
     pub attempts: i64,
+}
+
+/// The job types the engine's own worker runs; every other type waits for an external worker.
+pub const BUILTIN_TYPES: &[&str] = &["report", "registry-update", "directory-units"];
+
+/// A job handed to an external worker.
+#[derive(Debug, Clone)]
+pub struct ActivatedJob {
+    pub id: String,
+    pub instance_id: String,
+    pub job_key: u32,
+    pub job_type: String,
+    pub payload: String,
+    pub retries: i64,
+    /// The key the worker answers with.
+    pub activation_key: String,
+    pub deadline: Ts,
+}
+
+/// A job as the `/v2` answers find it by its activation key.
+#[derive(Debug, Clone)]
+pub struct HeldJob {
+    pub id: String,
+    pub instance_id: String,
+    pub job_key: u32,
+    pub state: String,
+    pub lease_until: Option<Ts>,
+    pub retries: i64,
 }
 
 /// definition key, status, started, ended, deadline.
@@ -33,9 +62,11 @@ impl Store {
     /// Takes up to `limit` due pending jobs not leased by a live node.
     pub async fn lease_due_jobs(&self, owner: &str, now: Ts, until: Ts, limit: i64) -> Result<Vec<LeasedJob>> {
         let skip = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let builtin = BUILTIN_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN ( \
-             SELECT id FROM jobs WHERE state = 'pending' AND due <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+             SELECT id FROM jobs WHERE state = 'pending' AND job_type IN ({builtin}) AND due <= $3 \
+             AND (lease_until IS NULL OR lease_until < $3) \
              ORDER BY due LIMIT $4 {skip}) RETURNING id, instance_id, job_key, job_type, payload, attempts"
         );
         let rows: Vec<(String, String, i64, String, String, i64)> = on_pool!(&self.pool, |c| sqlx::query_as(&sql)
@@ -74,12 +105,131 @@ impl Store {
         Ok(())
     }
 
-    /// The earliest due pending job.
+    /// The earliest due pending built-in job.
     pub async fn next_job_due(&self) -> Result<Option<Ts>> {
+        let builtin = BUILTIN_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due THEN lease_until ELSE due END) \
+             FROM jobs WHERE state = 'pending' AND job_type IN ({builtin})"
+        );
+        let row: (Option<i64>,) = on_pool!(&self.pool, |c| sqlx::query_as(&sql).fetch_one(c).await?);
+        Ok(row.0.map(from_ms))
+    }
+
+    /// Hands up to `keys.len()` available jobs of `job_type` to `worker` until `until`, each
+    /// under one of `keys` (fresh random keys from the caller): due pending jobs nobody holds or
+    /// whose holder's lease expired, oldest first. One transaction; on PostgreSQL rows another
+    /// activation is taking are skipped, so each job goes to one worker.
+    pub async fn activate_jobs(
+        &self,
+        job_type: &str,
+        worker: &str,
+        now: Ts,
+        until: Ts,
+        keys: &[String],
+    ) -> Result<Vec<ActivatedJob>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let skip = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT id FROM jobs WHERE job_type = $1 AND state = 'pending' AND due <= $2 \
+             AND (lease_until IS NULL OR lease_until < $2) ORDER BY due, id LIMIT $3 {skip}"
+        );
+        let ids: Vec<(String,)> = on!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(job_type)
+            .bind(ms(now))
+            .bind(keys.len() as i64)
+            .fetch_all(c)
+            .await?);
+        let mut out = Vec::with_capacity(ids.len());
+        for ((id,), key) in ids.into_iter().zip(keys) {
+            let row: Option<(String, String, i64, String, String, i64)> = on!(&mut tx, |c| sqlx::query_as(
+                "UPDATE jobs SET lease_owner = $2, lease_until = $3, activation_key = $4, attempts = attempts + 1 \
+                 WHERE id = $1 AND state = 'pending' RETURNING id, instance_id, job_key, job_type, payload, retries"
+            )
+            .bind(&id)
+            .bind(worker)
+            .bind(ms(until))
+            .bind(key)
+            .fetch_optional(c)
+            .await?);
+            if let Some((id, instance_id, job_key, job_type, payload, retries)) = row {
+                out.push(ActivatedJob {
+                    id,
+                    instance_id,
+                    job_key: job_key as u32,
+                    job_type,
+                    payload,
+                    retries,
+                    activation_key: key.clone(),
+                    deadline: until,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The job a worker holds or held under `key`.
+    pub async fn job_by_activation(&self, key: &str) -> Result<Option<HeldJob>> {
+        let row: Option<(String, String, i64, String, Option<i64>, i64)> = on_pool!(&self.pool, |c| sqlx::query_as(
+            "SELECT id, instance_id, job_key, state, lease_until, retries FROM jobs WHERE activation_key = $1"
+        )
+        .bind(key)
+        .fetch_optional(c)
+        .await?);
+        Ok(row.map(|(id, instance_id, job_key, state, lease_until, retries)| HeldJob {
+            id,
+            instance_id,
+            job_key: job_key as u32,
+            state,
+            lease_until: lease_until.map(from_ms),
+            retries,
+        }))
+    }
+
+    /// A worker's failure with retries left: the job is released (nobody holds it), with
+    /// `retries` left, available again from `due`. False when the key no longer holds it.
+    pub async fn release_failed_job(&self, key: &str, retries: i64, due: Ts, error: &str) -> Result<bool> {
+        let n = on_pool!(&self.pool, |c| sqlx::query(
+            "UPDATE jobs SET retries = $2, due = $3, last_error = $4, lease_owner = NULL, lease_until = NULL, \
+             activation_key = NULL WHERE activation_key = $1 AND state = 'pending'"
+        )
+        .bind(key)
+        .bind(retries)
+        .bind(ms(due))
+        .bind(error)
+        .execute(c)
+        .await?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Changes a held job's retries and/or its lease deadline. False when the key no longer
+    /// holds it.
+    pub async fn update_held_job(&self, key: &str, retries: Option<i64>, lease_until: Option<Ts>) -> Result<bool> {
+        let n = on_pool!(&self.pool, |c| sqlx::query(
+            "UPDATE jobs SET retries = COALESCE($2, retries), lease_until = COALESCE($3, lease_until) \
+             WHERE activation_key = $1 AND state = 'pending'"
+        )
+        .bind(key)
+        .bind(retries)
+        .bind(lease_until.map(ms))
+        .execute(c)
+        .await?
+        .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// When the next external job of `job_type` becomes available (due, or its lease expires).
+    pub async fn next_available_job(&self, job_type: &str) -> Result<Option<Ts>> {
         let row: (Option<i64>,) = on_pool!(&self.pool, |c| sqlx::query_as(
             "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due THEN lease_until ELSE due END) \
-             FROM jobs WHERE state = 'pending'"
+             FROM jobs WHERE state = 'pending' AND job_type = $1"
         )
+        .bind(job_type)
         .fetch_one(c)
         .await?);
         Ok(row.0.map(from_ms))

@@ -325,6 +325,36 @@ impl WriteRow for QueuedWrite {
     }
 }
 
+/// A job queued for its worker (built-in or external).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobWrite {
+    pub id: String,
+    pub instance_id: String,
+    pub job_key: u32,
+    pub job_type: String,
+    pub payload: String,
+    pub due: Ts,
+    pub created_at: Ts,
+    /// Failures a worker may report before the job becomes an incident.
+    pub retries: u32,
+}
+
+impl WriteRow for JobWrite {
+    fn values(&self) -> Vec<Val> {
+        vec![
+            self.id.clone().into(),
+            self.instance_id.clone().into(),
+            self.job_key.into(),
+            self.job_type.clone().into(),
+            self.payload.clone().into(),
+            "pending".into(),
+            self.due.into(),
+            self.created_at.into(),
+            self.retries.into(),
+        ]
+    }
+}
+
 /// A pending job or email of an instance finished (`done`) or withdrawn (`cancelled`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobFinish {
@@ -354,7 +384,7 @@ pub struct Writes {
     pub subscription_inserts: Vec<SubscriptionWrite>,
     pub subscription_deletes: Vec<InstanceKey>,
     pub outbox: Vec<QueuedWrite>,
-    pub jobs: Vec<QueuedWrite>,
+    pub jobs: Vec<JobWrite>,
     pub job_finishes: Vec<JobFinish>,
     /// Acts of people done by the batch's commands (`Op::Audited`), in its transaction.
     pub audit: Vec<crate::audit::AuditEntry>,
@@ -480,12 +510,13 @@ impl Tx {
         .await?;
         self.insert(
             "jobs",
-            "id, instance_id, job_key, job_type, payload, state, due, created_at",
-            8,
+            "id, instance_id, job_key, job_type, payload, state, due, created_at, retries",
+            9,
             &values_of(&w.jobs),
             // The same element run again (an incident resolved) queues its job afresh.
             " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, state = 'pending', attempts = 0, \
-             due = excluded.due, lease_owner = NULL, lease_until = NULL, last_error = NULL",
+             due = excluded.due, lease_owner = NULL, lease_until = NULL, last_error = NULL, \
+             retries = excluded.retries, activation_key = NULL",
         )
         .await?;
         if !w.task_closes.is_empty() {

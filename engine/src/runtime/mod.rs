@@ -106,6 +106,15 @@ pub enum Command {
         job: Key,
         variables: Vars,
     },
+    /// A job's worker threw a BPMN error (`/v2/jobs/{key}/error`): caught by the nearest
+    /// boundary or event subprocess catching `code`, else an incident. `variables` go with the
+    /// error to the catching event, as in Zeebe.
+    ThrowJobError {
+        job: Key,
+        code: String,
+        message: String,
+        variables: Vars,
+    },
     /// A job failed. `retryable` failures leave the job to be retried by the driver;
     /// others raise an incident on the element.
     FailJob {
@@ -384,12 +393,16 @@ pub enum Effect {
         job: Key,
         email: Email,
     },
-    /// Run a built-in job (`report`, `registry-update`), then answer `CompleteJob`/`FailJob`.
+    /// Run a job: a built-in one (`report`, `registry-update`) in the engine's host, any other
+    /// by an external worker (`/v2/jobs/activation`); then answer `CompleteJob`, `FailJob` or
+    /// `ThrowJobError`. `retries`: how many failures the worker may report before the job
+    /// becomes an incident (`zeebe:taskDefinition retries`, default 3).
     RunJob {
         job: Key,
         job_type: String,
         headers: Vec<(String, String)>,
         variables: Vars,
+        retries: u32,
     },
     CancelJob {
         job: Key,

@@ -145,6 +145,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// The address of requests that come without a connection (the router called in-process, as
+/// tests and embedders do): their refusals are counted, never held back (there is no client to
+/// slow down).
+const IN_PROCESS: &str = "in-process";
+
 /// Resolves the bearer token; no token or an unknown one is 401.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
@@ -152,19 +157,37 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             "Нет заголовка `Authorization: Bearer <токен>`; токен выдаёт `reglament users add`".into(),
         )
     })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("Заголовок Authorization должен иметь вид `Bearer <токен>`".into()))?;
-    let hash = hash_token(token);
     let address = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "in-process".into());
+        .unwrap_or_else(|| IN_PROCESS.into());
+    let value = header.to_str().unwrap_or("");
+    // HTTP Basic (login and password), as Camunda's clients send it to the /v2 job API.
+    if let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) {
+        let user = basic_user(&state, encoded.trim()).await?;
+        let Some(user) = user else {
+            let hold = state.token_failures.failed(&address);
+            if !hold.is_zero() && address != IN_PROCESS {
+                tokio::time::sleep(hold).await;
+            }
+            return Err(ApiError::Unauthorized("Неверный логин или пароль, либо пользователь отключён".into()));
+        };
+        state.token_failures.succeeded(&address);
+        req.extensions_mut().insert(CurrentUser(user));
+        return Ok(next.run(req).await);
+    }
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "Заголовок Authorization должен иметь вид `Bearer <токен>` (или `Basic …` с логином и паролем)".into(),
+            )
+        })?;
+    let hash = hash_token(token);
     let user = match state.runtime.store().user_by_token_hash(&hash, chrono::Utc::now()).await? {
         Some(user) => {
             state.token_failures.succeeded(&address);
@@ -172,7 +195,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         None => {
             let hold = state.token_failures.failed(&address);
-            if !hold.is_zero() {
+            if !hold.is_zero() && address != IN_PROCESS {
                 tokio::time::sleep(hold).await;
             }
             return Err(ApiError::Unauthorized(
@@ -183,6 +206,27 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     req.extensions_mut().insert(CurrentUser(user));
     Ok(next.run(req).await)
+}
+
+/// The enabled user of `Basic` credentials (base64 of `login:password`), if they match.
+async fn basic_user(state: &AppState, encoded: &str) -> Result<Option<UserRecord>, ApiError> {
+    use base64::Engine;
+    let Some((login, password)) = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.split_once(':').map(|(l, p)| (l.to_string(), p.to_string())))
+    else {
+        return Ok(None);
+    };
+    if !super::hygiene::plausible_id(&login) {
+        return Ok(None);
+    }
+    let store = state.runtime.store();
+    if !crate::identity::verify_password(store, &login, &password).await? {
+        return Ok(None);
+    }
+    Ok(store.user(&login).await?.filter(|u| !u.disabled))
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub enum Resource {
     User,
     /// A message nobody waits for.
     Subscription,
+    /// A job of the /v2 job API.
+    Job,
 }
 
 /// One problem with one field of the input.
@@ -133,6 +135,7 @@ impl ApiError {
             ApiError::NotFound(Resource::Task, _) => ("/problems/task-not-found", "Задача не найдена"),
             ApiError::NotFound(Resource::User, _) => ("/problems/user-not-found", "Пользователь не найден"),
             ApiError::NotFound(Resource::Subscription, _) => ("/problems/no-receiver", "Сообщение некому принять"),
+            ApiError::NotFound(Resource::Job, _) => ("/problems/job-not-found", "Задание не найдено"),
             ApiError::RouteNotFound => ("/problems/route-not-found", "Адрес не найден"),
             ApiError::MethodNotAllowed => ("/problems/method-not-allowed", "Метод не поддерживается для этого адреса"),
             ApiError::BadRequest(_) => ("/problems/bad-request", "Некорректный запрос"),

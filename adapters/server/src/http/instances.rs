@@ -102,7 +102,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
 
 /// Whether `user` may start `key`: anyone, unless the process names its starters
 /// (`reglament:settings starters`); then their members, the process's owners and admins.
-async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -> Result<(), ApiError> {
+pub(crate) async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -> Result<(), ApiError> {
     let Some(version) = state.runtime.store().latest_version(key).await? else {
         return Ok(()); // the command answers 404 for an unknown key
     };

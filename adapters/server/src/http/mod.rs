@@ -34,6 +34,7 @@ pub mod registry;
 pub mod reports;
 pub mod task_facts;
 pub mod tasks;
+pub mod v2;
 pub mod views;
 
 use std::sync::Arc;
@@ -138,6 +139,7 @@ pub struct TaskList {
         (name = "reports", description = "Отчёты"),
         (name = "users", description = "Пользователи, группы, API-токены"),
         (name = "operations", description = "Эксплуатация: здоровье, метрики, описание API"),
+        (name = "jobs", description = "Внешние обработчики заданий: пути и форма Camunda 8 Orchestration Cluster REST API под /v2"),
     ),
     components(schemas(error::Problem, error::FieldError, error::ModelError))
 )]
@@ -194,6 +196,15 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(directory::get, directory::replace))
         .routes(routes!(clock::get, clock::change))
         .routes(routes!(audit::list))
+        .routes(routes!(v2::activate))
+        .routes(routes!(v2::complete))
+        .routes(routes!(v2::fail))
+        .routes(routes!(v2::throw_error))
+        .routes(routes!(v2::update))
+        .routes(routes!(v2::topology))
+        .routes(routes!(v2::create_instance))
+        .routes(routes!(v2::publish))
+        .routes(routes!(v2::correlate))
         .layer(DefaultBodyLimit::max(state.limits.json_body));
     let bpmn_routes =
         OpenApiRouter::new().routes(routes!(definitions::deploy)).layer(DefaultBodyLimit::max(state.limits.bpmn_body));
