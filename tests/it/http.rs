@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use crate::store::{TestDb, runtime};
 
 /// A user task with a form, a working-day deadline, an instance SLA and registry fields.
-const APPROVAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+pub(crate) const APPROVAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:reglament="urn:reglament:bpmn:1.0" id="d_approval" targetNamespace="urn:test">
   <bpmn:process id="approval" name="Согласование заявки" isExecutable="true">
     <bpmn:extensionElements>
@@ -60,7 +60,7 @@ const APPROVAL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </bpmn:definitions>"#;
 
 /// Waits for a message correlated by `requestId`.
-const WAITER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+pub(crate) const WAITER: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d_waiter" targetNamespace="urn:test">
   <bpmn:message id="m_reply" name="reply"><bpmn:extensionElements><zeebe:subscription correlationKey="=requestId" /></bpmn:extensionElements></bpmn:message>
   <bpmn:process id="waiter" isExecutable="true">
