@@ -141,6 +141,7 @@ pub async fn create(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/user-not-found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Метка с управляющими символами или длиннее 255 символов", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_token(
@@ -152,6 +153,9 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     admin(&user)?;
     existing(&state, &login).await?;
+    if let Some(label) = &req.label {
+        super::hygiene::Check::default().key("label", label, false).done()?;
+    }
     let token = new_token().map_err(ApiError::internal)?;
     state.runtime.store().insert_token(&hash_token(&token), &login, req.label.as_deref(), Utc::now()).await?;
     actor.record(&state, "token.create", Some(&login), serde_json::json!({"label": req.label})).await;

@@ -174,6 +174,10 @@ pub async fn list(
             "Журнал действий видят только участники групп `{ADMINS}` и `{AUDITORS}`"
         )));
     }
+    for (param, value) in [("actor", &q.actor), ("action", &q.action), ("target", &q.target), ("instance", &q.instance)]
+    {
+        super::hygiene::query_filter(param, value.as_deref())?;
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit — от 1 до 1000, а не {limit}")));

@@ -99,6 +99,10 @@ fn decode_cursor(text: &str, sort: TaskSort) -> Result<(i64, String), ApiError> 
         || ApiError::BadRequest("Некорректный cursor: передайте nextCursor предыдущей страницы без изменений".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // A forged id no task can have (NUL, which PostgreSQL refuses) is as bad as a broken one.
+    if !super::hygiene::plausible_id(&c.id) {
+        return Err(bad());
+    }
     if c.sort != sort {
         return Err(ApiError::BadRequest("cursor относится к другой сортировке (sort)".into()));
     }
