@@ -49,6 +49,7 @@ pub struct MessageResponse {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/no-receiver: никто не ждёт сообщения и timeToLive не задан", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Сообщение запустило бы второй экземпляр с тем же номером, или экземпляр одновременно изменяется", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
