@@ -659,6 +659,18 @@ async fn hostile_keys(db: TestDb) {
         r#"{"sort":"due","key":1,"id":"a\u0000b"}"#,
     );
     app.get(&format!("/api/tasks?cursor={forged}"), &app.reviewer).await.problem(400, "/problems/bad-request");
+    let json_headers = [("content-type", "application/json")];
+    let password = Body::from(json!({"password": "длинный пароль"}).to_string());
+    app.send(Method::PUT, "/api/users/iva%00nov/password", Some(&app.admin), password, &json_headers)
+        .await
+        .problem(404, "/problems/user-not-found");
+    let id = app.start("approval", &app.reviewer, json!({})).await["id"].as_str().unwrap().to_string();
+    let tid = app.task_of(&id).await["id"].as_str().unwrap().to_string();
+    let p = app
+        .post(&format!("/api/tasks/{tid}/assign"), &app.reviewer, json!({"user": "iva\u{0}nov"}))
+        .await
+        .problem(422, "/problems/validation");
+    assert_eq!(p["errors"][0]["field"], json!("user"));
     app.finish().await;
 }
 

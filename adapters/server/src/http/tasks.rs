@@ -331,7 +331,7 @@ pub struct AssignRequest {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Нет такого пользователя", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Нет такого пользователя, или логин с управляющими символами", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn assign(
@@ -344,6 +344,7 @@ pub async fn assign(
     let task = load_visible(&state, &user, &id).await?;
     user.require_task_action(&task)?;
     require_open(&task)?;
+    super::hygiene::Check::default().key("user", &req.user, true).done()?;
     if state.runtime.store().user(&req.user).await?.is_none() {
         return Err(ApiError::Validation {
             detail: format!("Пользователя `{}` нет", req.user),
