@@ -12,6 +12,7 @@ mod crash;
 mod definitions;
 mod email;
 mod forms;
+mod fuzz;
 mod http;
 mod jobs;
 mod mail;

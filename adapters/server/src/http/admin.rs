@@ -148,6 +148,7 @@ pub async fn create(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/user-not-found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Метка с управляющими символами или длиннее 255 символов", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_token(
@@ -159,6 +160,9 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
     admin(&user)?;
     existing(&state, &login).await?;
+    if let Some(label) = &req.label {
+        super::hygiene::Check::default().key("label", label, false).done()?;
+    }
     let now = Utc::now();
     let expires = req.expires_at.as_deref().map(|text| token_expiry(text, now)).transpose()?;
     let token = new_token().map_err(ApiError::internal)?;

@@ -216,6 +216,10 @@ pub async fn list(
             "Журнал действий видят только участники групп `{ADMINS}` и `{AUDITORS}`"
         )));
     }
+    for (param, value) in [("actor", &q.actor), ("action", &q.action), ("target", &q.target), ("instance", &q.instance)]
+    {
+        super::hygiene::query_filter(param, value.as_deref())?;
+    }
     let csv = matches!(q.format, Some(AuditFormat::Csv));
     if csv && (q.limit.is_some() || q.cursor.is_some()) {
         return Err(ApiError::BadRequest(

@@ -175,10 +175,21 @@ pub async fn list(State(state): State<AppState>, _user: CurrentUser) -> Result<J
     Ok(Json(DefinitionList { items, next_cursor: None }))
 }
 
+fn not_deployed(key: &str) -> ApiError {
+    ApiError::NotFound(Resource::Definition, format!("Определение `{}` не развёрнуто", key.escape_debug()))
+}
+
+/// A key that no model can have (control characters, too long) is not looked up: it is not
+/// deployed, on PostgreSQL too (which refuses NUL in text).
+fn plausible_key(key: &str) -> Result<(), ApiError> {
+    if super::hygiene::plausible_id(key) { Ok(()) } else { Err(not_deployed(key)) }
+}
+
 async fn versions_of(state: &AppState, key: &str) -> Result<Vec<DefinitionRow>, ApiError> {
+    plausible_key(key)?;
     let versions = state.runtime.store().definition_versions(key).await?;
     if versions.is_empty() {
-        return Err(ApiError::NotFound(Resource::Definition, format!("Определение `{key}` не развёрнуто")));
+        return Err(not_deployed(key));
     }
     Ok(versions)
 }
@@ -232,14 +243,10 @@ pub async fn xml(
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> Result<Response, ApiError> {
-    let (_, xml) = state.runtime.store().definition_xml(&key, q.version).await?.ok_or_else(|| {
-        ApiError::NotFound(
-            Resource::Definition,
-            match q.version {
-                Some(v) => format!("У определения `{key}` нет версии {v}"),
-                None => format!("Определение `{key}` не развёрнуто"),
-            },
-        )
+    plausible_key(&key)?;
+    let (_, xml) = state.runtime.store().definition_xml(&key, q.version).await?.ok_or_else(|| match q.version {
+        Some(v) => ApiError::NotFound(Resource::Definition, format!("У определения `{key}` нет версии {v}")),
+        None => not_deployed(&key),
     })?;
     Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response())
 }

@@ -35,6 +35,15 @@ pub fn plausible_id(id: &str) -> bool {
     problem(id, true).is_none()
 }
 
+/// A text filter of a query (`actor=`, `target=`, …): one that no stored value can equal
+/// (control characters, too long) is refused with 400 rather than sent to the database.
+pub fn query_filter(param: &str, value: Option<&str>) -> Result<(), ApiError> {
+    match value.and_then(|v| problem(v, false)) {
+        Some(message) => Err(ApiError::BadRequest(format!("Параметр запроса `{param}` {message}"))),
+        None => Ok(()),
+    }
+}
+
 /// Collects the problems of a request's keys and variable names; answers 422 naming each field.
 #[derive(Debug, Default)]
 pub struct Check {

@@ -24,6 +24,19 @@ use reglament_store::auth::IdempotencyStart;
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotency-replayed";
 
+/// The longest key taken (bytes).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The keys taken, for the OpenAPI document: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+pub fn key_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_LEN))
+        .pattern(Some("^[!-~]+$"))
+        .into()
+}
+
 /// What is stored for a finished request (in the `body` column).
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -43,7 +56,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let key = key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key должен быть непустой строкой ASCII до 255 символов".into())
         })?

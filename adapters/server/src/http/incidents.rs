@@ -105,6 +105,7 @@ pub async fn list(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/instance-not-found", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Инцидента нет: уже разрешён, или экземпляр не активен", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Имя переменной с управляющими символами или значение, которое нельзя сохранить", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resolve(
@@ -116,6 +117,7 @@ pub async fn resolve(
 ) -> Result<Json<InstanceView>, ApiError> {
     let (row, def) = super::instances::load_visible(&state, &user, &id).await?;
     super::instances::require_owner(&user, &def, "Разрешать инциденты")?;
+    super::hygiene::Check::default().variable_names("variables", &req.variables).done()?;
     let key: u32 = key.parse().map_err(|_| {
         ApiError::BadRequest(format!("Ключ инцидента `{key}` — не число; ключи есть в списке инцидентов экземпляра"))
     })?;

@@ -73,6 +73,7 @@ pub async fn may_publish(state: &AppState, user: &CurrentUser, name: &str) -> Re
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Модель разрешает это сообщение другим отправителям (`reglament:settings messageSenders`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "/problems/no-receiver: никто не ждёт сообщения и timeToLive не задан", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Сообщение запустило бы второй экземпляр с тем же номером, или экземпляр одновременно изменяется", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -7,7 +7,8 @@
 //! result. Every failure is an [`error::ApiError`] (`application/problem+json`).
 //!
 //! Every route is declared once, with its OpenAPI description (`#[utoipa::path]`), and mounted
-//! through `utoipa_axum`, so the document and the router cannot disagree.
+//! through `utoipa_axum`, so the document and the router cannot disagree; what the layers
+//! answer is added to every operation by [`layer_responses`].
 //!
 //! Layers, outermost first: request log (tower-http `TraceLayer`), HTTP metrics, request
 //! timeout; then for `/api`: authentication, `Idempotency-Key`, body size limits.
@@ -26,6 +27,7 @@ pub mod hygiene;
 pub mod idempotency;
 pub mod incidents;
 pub mod instances;
+pub mod layer_responses;
 pub mod messages;
 pub mod metrics;
 pub mod ops;
@@ -217,7 +219,8 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::docs));
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(public).split_for_parts();
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(public).split_for_parts();
+    layer_responses::add(&mut doc);
     let doc = Arc::new(serde_json::to_value(&doc).expect("the OpenAPI document serialises"));
     router
         .merge(pages)

@@ -41,13 +41,17 @@ pub async fn set(
     ApiJson(req): ApiJson<PasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     user.require_group(ADMINS, "Задавать пароли")?;
+    let missing = || ApiError::NotFound(Resource::User, format!("Пользователя `{}` нет", login.escape_debug()));
+    if !super::hygiene::plausible_id(&login) {
+        return Err(missing());
+    }
     match set_password(state.runtime.store(), &login, &req.password, state.runtime.now()).await {
         Ok(true) => {
             // Never the password itself.
             actor.record(&state, "user.password", Some(&login), serde_json::json!({})).await;
             Ok(StatusCode::NO_CONTENT)
         }
-        Ok(false) => Err(ApiError::NotFound(Resource::User, format!("Пользователя `{login}` нет"))),
+        Ok(false) => Err(missing()),
         Err(SetPasswordError::Weak(message)) => Err(ApiError::Validation {
             detail: message.clone(),
             errors: vec![FieldError { field: Some("password".into()), message }],

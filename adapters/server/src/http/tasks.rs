@@ -99,6 +99,10 @@ fn decode_cursor(text: &str, sort: TaskSort) -> Result<(i64, String), ApiError> 
         || ApiError::BadRequest("Некорректный cursor: передайте nextCursor предыдущей страницы без изменений".into());
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    // A forged id no task can have (NUL, which PostgreSQL refuses) is as bad as a broken one.
+    if !super::hygiene::plausible_id(&c.id) {
+        return Err(bad());
+    }
     if c.sort != sort {
         return Err(ApiError::BadRequest("cursor относится к другой сортировке (sort)".into()));
     }
@@ -343,7 +347,7 @@ pub struct AssignRequest {
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Нет такого пользователя", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Нет такого пользователя, или логин с управляющими символами", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn assign(
@@ -358,6 +362,7 @@ pub async fn assign(
         user.require_task_action(&task)?;
     }
     require_open(&task)?;
+    super::hygiene::Check::default().key("user", &req.user, true).done()?;
     if state.runtime.store().user(&req.user).await?.is_none() {
         return Err(ApiError::Validation {
             detail: format!("Пользователя `{}` нет", req.user),

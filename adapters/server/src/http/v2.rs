@@ -6,7 +6,7 @@
 //!   `timeout` ms. Without jobs it waits (long polling) up to `requestTimeout` ms (0: 10 s; < 0:
 //!   no wait), woken on this node when a command that creates jobs commits, and at the moment
 //!   the next job becomes available (due, or a lease expiring); jobs created by other nodes are
-//!   seen within 2 s.
+//!   seen within 2 s. A long poll ends (empty) 2 s before the server's request time limit.
 //! - Each activation gives the job a fresh `jobKey`: a worker whose lease expired can no longer
 //!   complete, fail or update the job (404 once another worker holds it, 409 before), so a job is
 //!   done once. Camunda keeps one key per job; this is the one difference in the job calls.
@@ -41,8 +41,8 @@ use reglament_engine::runtime::Command;
 pub const JOB_WORKERS: &str = "job-workers";
 /// Camunda's default tenant.
 const TENANT: &str = "<default>";
-/// The longest long poll, and the default one.
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default long poll; the longest ends 2 s before the server's request time limit.
+
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a long poll looks for jobs that other nodes created.
 const CROSS_NODE_CHECK: Duration = Duration::from_secs(2);
@@ -153,8 +153,9 @@ pub async fn activate(
     let wait = match req.request_timeout {
         None | Some(0) => DEFAULT_REQUEST_TIMEOUT,
         Some(ms) if ms < 0 => Duration::ZERO,
-        Some(ms) => Duration::from_millis(ms as u64).min(MAX_REQUEST_TIMEOUT),
+        Some(ms) => Duration::from_millis(ms as u64),
     };
+    let wait = wait.min(state.limits.request_timeout.saturating_sub(Duration::from_secs(2)));
     let until = Instant::now() + wait;
     let store = state.runtime.store();
     loop {

@@ -69,6 +69,8 @@ fn cursor_of(t: &TaskRow) -> String {
 
 fn parse_cursor(text: &str) -> Option<(i64, String)> {
     let (key, id) = text.split_once('~')?;
+    // An id no task can have (NUL, which PostgreSQL refuses) is ignored like a broken cursor.
+    crate::http::hygiene::plausible_id(id).then_some(())?;
     Some((key.parse().ok()?, id.to_string()))
 }
 

@@ -108,6 +108,12 @@ pub async fn submit(
         let error = "Введите логин и пароль.";
         return form_page(&state, &headers, StatusCode::UNPROCESSABLE_ENTITY, &next, &login, Some(error));
     }
+    // A login no account can have (control characters, which PostgreSQL refuses in text) is
+    // refused as such, before any lookup.
+    if !crate::http::hygiene::plausible_id(&login) {
+        let error = "Логин содержит недопустимые символы.";
+        return form_page(&state, &headers, StatusCode::UNPROCESSABLE_ENTITY, &next, "", Some(error));
+    }
     let address =
         extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let now = state.runtime.now();
