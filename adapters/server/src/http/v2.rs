@@ -42,7 +42,6 @@ pub const JOB_WORKERS: &str = "job-workers";
 /// Camunda's default tenant.
 const TENANT: &str = "<default>";
 /// The default long poll; the longest ends 2 s before the server's request time limit.
-
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a long poll looks for jobs that other nodes created.
 const CROSS_NODE_CHECK: Duration = Duration::from_secs(2);
