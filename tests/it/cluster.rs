@@ -221,3 +221,123 @@ fn postgres_restart_under_load() {
     let _ = std::fs::remove_dir_all(&dir);
     drop(exclusive);
 }
+
+/// A job for an external worker per instance.
+const JOB_MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="urn:cluster">
+  <bpmn:process id="jobs" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:serviceTask id="work"><bpmn:extensionElements><zeebe:taskDefinition type="work" /></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// Three nodes hand 10,000 jobs to six workers (two per node) over the /v2 job API: each job is
+/// activated once and completed once, none is lost, every instance completes.
+#[test]
+fn three_nodes_hand_each_of_ten_thousand_jobs_to_one_worker() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let db = tokio.block_on(TestDb::postgres());
+    let dir = std::env::temp_dir().join(format!("reglament-cluster-jobs-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(dir.join("definitions")).unwrap();
+    std::fs::write(dir.join("definitions/jobs.bpmn"), JOB_MODEL).unwrap();
+    let store = tokio.block_on(Store::connect(&db.url, 8)).unwrap();
+    let rt = tokio.block_on(Runtime::start(store.clone(), env(), crate::store::test_driver_config())).unwrap();
+    tokio.block_on(rt.deploy(JOB_MODEL.as_bytes(), None)).unwrap();
+    let n = 10_000u32;
+    tokio.block_on(async {
+        let mut handles = Vec::new();
+        for chunk in 0..50u32 {
+            let rt = rt.clone();
+            handles.push(tokio::spawn(async move {
+                for i in (chunk..n).step_by(50) {
+                    let op = Op::Start {
+                        definition: "jobs".into(),
+                        business_key: Some(format!("j{i}")),
+                        variables: vars(json!({ "i": i })),
+                        start_event: None,
+                        by: None,
+                    };
+                    assert!(matches!(rt.submit(op).await.unwrap(), Outcome::Started { .. }));
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|name| Server::start(&dir, &node_env(&db.url, name))).collect();
+    let token = add_user(&dir, &db.url, "bot", "job-workers");
+
+    let activated = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let completed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let addr = nodes[w % 3].addr.clone();
+            let token = token.clone();
+            let activated = activated.clone();
+            let completed = completed.clone();
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {token}");
+                let body = json!({"type": "work", "worker": format!("w{w}"), "timeout": 60_000,
+                                  "maxJobsToActivate": 50, "requestTimeout": 500})
+                .to_string();
+                let mut empty = 0;
+                while empty < 4 && completed.load(std::sync::atomic::Ordering::Relaxed) < n {
+                    let r = request(&addr, "POST", "/v2/jobs/activation", Some(&body), &[("Authorization", &auth)])
+                        .expect("activation");
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    let jobs = r.json()["jobs"].as_array().cloned().unwrap_or_default();
+                    if jobs.is_empty() {
+                        empty += 1;
+                        continue;
+                    }
+                    empty = 0;
+                    for job in jobs {
+                        activated.lock().unwrap().push(job["elementInstanceKey"].as_str().unwrap().to_string());
+                        let key = job["jobKey"].as_str().unwrap();
+                        let done = json!({"variables": {"by": format!("w{w}")}}).to_string();
+                        let path = format!("/v2/jobs/{key}/completion");
+                        let r = request(&addr, "POST", &path, Some(&done), &[("Authorization", &auth)])
+                            .expect("completion");
+                        assert_eq!(r.status, 204, "{}", r.body);
+                        completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a worker failed");
+    }
+    let took = started.elapsed();
+    let activated = activated.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<&String> = activated.iter().collect();
+    assert_eq!(distinct.len(), activated.len(), "a job was handed to two workers");
+    assert_eq!(activated.len(), n as usize, "every job was handed out once");
+    eprintln!("{n} jobs activated and completed by 6 workers on 3 nodes in {:.1} s", took.as_secs_f64());
+    // Every instance completed, none left with a pending job.
+    let limit = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = tokio.block_on(async {
+            let mut tx = store.begin().await.unwrap();
+            let rows = tx.instances_summary().await.unwrap();
+            tx.rollback().await.unwrap();
+            rows
+        });
+        let open = rows.iter().filter(|(_, _, status)| status != "completed").count();
+        if open == 0 {
+            assert_eq!(rows.len(), n as usize);
+            break;
+        }
+        assert!(Instant::now() < limit, "{open} instances never completed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(nodes);
+    tokio.block_on(store.close());
+    tokio.block_on(db.drop_db());
+    let _ = std::fs::remove_dir_all(&dir);
+}

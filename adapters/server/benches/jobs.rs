@@ -1,0 +1,180 @@
+//! Job throughput of external workers (issue 17): activate + complete through the `/v2` job
+//! API over loopback, 16 concurrent keep-alive workers, on durable SQLite (WAL,
+//! synchronous=FULL) or PostgreSQL. The jobs are created beforehand (one instance each) and
+//! are not counted.
+//!
+//! Run: `cargo bench -p reglament-server --bench jobs -- [--jobs N] [--workers N] [--batch N]
+//! [--postgres URL]` (PostgreSQL: a database the bench may fill, e.g.
+//! `postgres://postgres@127.0.0.1:5432/bench_jobs`, created if missing).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use reglament_engine::runtime::Env;
+use reglament_server::clock::Clock;
+use reglament_server::driver::{DriverConfig, Op, Runtime};
+use reglament_store::Store;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="urn:bench">
+  <bpmn:process id="bench_jobs" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:serviceTask id="work"><bpmn:extensionElements><zeebe:taskDefinition type="bench" /></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"#;
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    addr: String,
+    auth: String,
+}
+
+impl Conn {
+    async fn open(addr: &str, token: &str) -> Conn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Conn { stream: BufReader::new(stream), addr: addr.to_string(), auth: format!("Bearer {token}") }
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> (u16, String) {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            self.auth,
+            body.len()
+        );
+        self.stream.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).await.unwrap();
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await.unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await.unwrap();
+        (status, String::from_utf8_lossy(&body).to_string())
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let number = |name: &str, default: u64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let jobs = number("--jobs", 20_000);
+    let workers = number("--workers", 16) as usize;
+    let batch = number("--batch", 32);
+    let dir = std::env::temp_dir().join(format!("reglament-jobs-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (url, backend) = match value("--postgres") {
+        Some(url) => {
+            let (base, name) = url.rsplit_once('/').expect("a database name in the URL");
+            let mut admin =
+                <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/postgres")).await.unwrap();
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin).await;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+            (url.clone(), "PostgreSQL")
+        }
+        None => (format!("sqlite://{}", dir.join("jobs.db").display()), "SQLite WAL synchronous=FULL"),
+    };
+    let store = Store::connect(&url, 16).await.unwrap();
+    let token = reglament_server::accounts::add_with_token(
+        &store,
+        reglament_store::auth::UserRecord {
+            login: "bench".into(),
+            name: None,
+            email: "bench@example.org".into(),
+            groups: vec!["job-workers".into()],
+            disabled: false,
+            created_at: chrono::Utc::now(),
+        },
+        "bench",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    let settings = reglament_server::settings::Settings::defaults();
+    let rt = Runtime::start(store.clone(), Env::default(), DriverConfig::from_settings(&settings, Clock::system()))
+        .await
+        .unwrap();
+    rt.deploy(MODEL.as_bytes(), None).await.unwrap();
+    // The jobs, created by starts through the driver (not measured).
+    let mut handles = Vec::new();
+    for chunk in 0..64u64 {
+        let rt = rt.clone();
+        handles.push(tokio::spawn(async move {
+            for _ in (chunk..jobs).step_by(64) {
+                let op = Op::Start {
+                    definition: "bench_jobs".into(),
+                    business_key: None,
+                    variables: Default::default(),
+                    start_event: None,
+                    by: None,
+                };
+                rt.submit(op).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let app = reglament_server::http::router(reglament_server::http::AppState::new(rt, "http://127.0.0.1"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    println!(
+        "machine: {} cores; {backend}; {jobs} jobs; {workers} keep-alive workers activating {batch} at a time",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    let done = Arc::new(AtomicU64::new(0));
+    let begin = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..workers {
+        let (addr, token, done) = (addr.clone(), token.clone(), done.clone());
+        handles.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr, &token).await;
+            let activation = format!(
+                r#"{{"type":"bench","worker":"w{w}","timeout":60000,"maxJobsToActivate":{batch},"requestTimeout":-1}}"#
+            );
+            loop {
+                let (status, body) = conn.post("/v2/jobs/activation", &activation).await;
+                assert_eq!(status, 200, "{body}");
+                let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let list = doc["jobs"].as_array().cloned().unwrap_or_default();
+                if list.is_empty() {
+                    break;
+                }
+                for job in list {
+                    let key = job["jobKey"].as_str().unwrap();
+                    let (status, body) =
+                        conn.post(&format!("/v2/jobs/{key}/completion"), r#"{"variables":{"ok":true}}"#).await;
+                    assert_eq!(status, 204, "{body}");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let took = begin.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!("activate + complete: {n} jobs in {took:.1} s = {:.0} jobs/s", n as f64 / took);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
