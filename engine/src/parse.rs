@@ -73,7 +73,6 @@ const UNSUPPORTED_FLOW: &[(&str, &str)] = &[
     ("complexGateway", "use an inclusive or exclusive gateway"),
     ("transaction", "use an embedded subprocess with error boundary events"),
     ("adHocSubProcess", "model the tasks with a parallel or inclusive gateway"),
-    ("businessRuleTask", "DMN decisions are not executed; use a script task with FEEL"),
     ("callChoreography", "choreographies are descriptive, not executable"),
     ("subChoreography", "choreographies are descriptive, not executable"),
     ("choreographyTask", "choreographies are descriptive, not executable"),
@@ -621,6 +620,18 @@ impl Parser {
     /// The node kind for a flow-node element: `None` only for names that are no flow node at
     /// all; a known but unexecutable element becomes [`NodeKind::Unsupported`] after its error.
     fn node_kind(&mut self, el: &XmlElement, defs: &Definitions) -> Option<NodeKind> {
+        // A business rule task runs as a job when it names a job type (as in Zeebe); a DMN
+        // decision (`zeebe:calledDecision`) is not executed yet.
+        if el.name == "businessRuleTask" && !extension_elements(el).any(|x| x.is(&Ns::Zeebe, "taskDefinition")) {
+            self.error(
+                Code::Unsupported,
+                el.pos,
+                el.id(),
+                "businessRuleTask is supported as a job for an external worker (<zeebe:taskDefinition type=\"…\"/>); \
+                 DMN decisions (zeebe:calledDecision) are not executed yet: use a script task with FEEL",
+            );
+            return Some(NodeKind::Unsupported { element: el.name.clone(), attached_to: None });
+        }
         if let Some((_, advice)) = UNSUPPORTED_FLOW.iter().find(|(n, _)| *n == el.name) {
             self.error(
                 Code::Unsupported,
@@ -680,6 +691,7 @@ impl Parser {
             "task" => NodeKind::Task(Box::new(Task::new(TaskKind::Plain))),
             "userTask" => NodeKind::Task(Box::new(Task::new(TaskKind::User))),
             "serviceTask" => NodeKind::Task(Box::new(Task::new(TaskKind::Service))),
+            "businessRuleTask" => NodeKind::Task(Box::new(Task::new(TaskKind::BusinessRule))),
             "sendTask" => NodeKind::Task(Box::new(Task::new(TaskKind::Send))),
             "receiveTask" => NodeKind::Task(Box::new(Task::new(TaskKind::Receive))),
             "scriptTask" => NodeKind::Task(Box::new(Task::new(TaskKind::Script))),
@@ -967,7 +979,7 @@ impl Parser {
             self.node_extension(ext, node);
         }
         if let NodeKind::Task(task) = &node.kind {
-            let needs_type = matches!(task.kind, TaskKind::Service | TaskKind::Send);
+            let needs_type = matches!(task.kind, TaskKind::Service | TaskKind::Send | TaskKind::BusinessRule);
             if needs_type && task.job_type.is_none() {
                 self.error(
                     Code::Missing,
@@ -1493,6 +1505,7 @@ const FLOW_NODES: &[&str] = &[
     "task",
     "userTask",
     "serviceTask",
+    "businessRuleTask",
     "sendTask",
     "receiveTask",
     "scriptTask",

@@ -877,7 +877,7 @@ impl<'a> Exec<'a> {
                 self.open(plan, key);
                 Ok(())
             }
-            TaskKind::Service | TaskKind::Send => {
+            TaskKind::Service | TaskKind::Send | TaskKind::BusinessRule => {
                 let job_type = match &task.job_type {
                     Some(p) => self.param_string(p, key)?,
                     None => return Err(Failure("the task has no zeebe:taskDefinition type".into())),
@@ -915,7 +915,6 @@ impl<'a> Exec<'a> {
                 }
                 Ok(())
             }
-            TaskKind::BusinessRule => Err(Failure("business rule tasks cannot be executed".into())),
         }
     }
 
