@@ -282,7 +282,7 @@ fn three_nodes_hand_each_of_ten_thousand_jobs_to_one_worker() {
             let completed = completed.clone();
             std::thread::spawn(move || {
                 let auth = format!("Bearer {token}");
-                let body = json!({"type": "work", "worker": format!("w{w}"), "timeout": 60_000,
+                let body = json!({"type": "work", "worker": format!("w{w}"), "timeout": 300_000,
                                   "maxJobsToActivate": 50, "requestTimeout": 500})
                 .to_string();
                 let mut empty = 0;
