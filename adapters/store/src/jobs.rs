@@ -116,9 +116,10 @@ impl Store {
         Ok(row.0.map(from_ms))
     }
 
-    /// Hands up to `keys.len()` available jobs of `job_type` to `worker` until `until`, each
-    /// under one of `keys` (fresh random keys from the caller): due pending jobs nobody holds or
-    /// whose holder's lease expired, oldest first. One transaction; on PostgreSQL rows another
+    /// Hands up to `max` available jobs of `job_type` to `worker` until `until`, each under a
+    /// fresh random key (below 2^53, so JavaScript clients read it exactly): due pending jobs
+    /// nobody holds or whose holder's lease expired, oldest first. One statement, so SQLite
+    /// never has to upgrade a read lock under a busy writer; on PostgreSQL rows another
     /// activation is taking are skipped, so each job goes to one worker.
     pub async fn activate_jobs(
         &self,
@@ -126,49 +127,42 @@ impl Store {
         worker: &str,
         now: Ts,
         until: Ts,
-        keys: &[String],
+        max: i64,
     ) -> Result<Vec<ActivatedJob>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let skip = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let mut tx = self.begin().await?;
+        let (skip, key) = if self.is_postgres() {
+            ("FOR UPDATE SKIP LOCKED", "CAST(CAST(floor(random() * 9007199254740990) + 1 AS BIGINT) AS TEXT)")
+        } else {
+            ("", "CAST((random() & 9007199254740991) + 1 AS TEXT)")
+        };
         let sql = format!(
-            "SELECT id FROM jobs WHERE job_type = $1 AND state = 'pending' AND due <= $2 \
-             AND (lease_until IS NULL OR lease_until < $2) ORDER BY due, id LIMIT $3 {skip}"
+            "UPDATE jobs SET lease_owner = $2, lease_until = $3, activation_key = {key}, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM jobs WHERE job_type = $1 AND state = 'pending' AND due <= $4 \
+             AND (lease_until IS NULL OR lease_until < $4) ORDER BY due, id LIMIT $5 {skip}) \
+             RETURNING id, instance_id, job_key, job_type, payload, retries, activation_key"
         );
-        let ids: Vec<(String,)> = on!(&mut tx, |c| sqlx::query_as(&sql)
-            .bind(job_type)
-            .bind(ms(now))
-            .bind(keys.len() as i64)
-            .fetch_all(c)
-            .await?);
-        let mut out = Vec::with_capacity(ids.len());
-        for ((id,), key) in ids.into_iter().zip(keys) {
-            let row: Option<(String, String, i64, String, String, i64)> = on!(&mut tx, |c| sqlx::query_as(
-                "UPDATE jobs SET lease_owner = $2, lease_until = $3, activation_key = $4, attempts = attempts + 1 \
-                 WHERE id = $1 AND state = 'pending' RETURNING id, instance_id, job_key, job_type, payload, retries"
-            )
-            .bind(&id)
-            .bind(worker)
-            .bind(ms(until))
-            .bind(key)
-            .fetch_optional(c)
-            .await?);
-            if let Some((id, instance_id, job_key, job_type, payload, retries)) = row {
-                out.push(ActivatedJob {
-                    id,
-                    instance_id,
-                    job_key: job_key as u32,
-                    job_type,
-                    payload,
-                    retries,
-                    activation_key: key.clone(),
-                    deadline: until,
-                });
-            }
-        }
-        tx.commit().await?;
+        let rows: Vec<(String, String, i64, String, String, i64, String)> =
+            on_pool!(&self.pool, |c| sqlx::query_as(&sql)
+                .bind(job_type)
+                .bind(worker)
+                .bind(ms(until))
+                .bind(ms(now))
+                .bind(max)
+                .fetch_all(c)
+                .await?);
+        let mut out: Vec<ActivatedJob> = rows
+            .into_iter()
+            .map(|(id, instance_id, job_key, job_type, payload, retries, activation_key)| ActivatedJob {
+                id,
+                instance_id,
+                job_key: job_key as u32,
+                job_type,
+                payload,
+                retries,
+                activation_key,
+                deadline: until,
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 

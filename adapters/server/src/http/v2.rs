@@ -56,7 +56,8 @@ fn require_worker(user: &CurrentUser) -> Result<(), ApiError> {
     }
 }
 
-/// A fresh key below 2^53 (JavaScript clients read numbers exactly up to there), as a string.
+/// A fresh key below 2^53 (JavaScript clients read numbers exactly up to there), as a string
+/// (message keys; job keys are made by the store in the activating statement).
 fn new_key() -> Result<String, ApiError> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
@@ -164,8 +165,7 @@ pub async fn activate(
         woken.as_mut().enable();
         let now = state.runtime.now();
         let lease = now + chrono::Duration::milliseconds(req.timeout);
-        let keys = (0..req.max_jobs_to_activate).map(|_| new_key()).collect::<Result<Vec<_>, _>>()?;
-        let jobs = store.activate_jobs(&req.job_type, &worker, now, lease, &keys).await?;
+        let jobs = store.activate_jobs(&req.job_type, &worker, now, lease, req.max_jobs_to_activate).await?;
         if !jobs.is_empty() {
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
