@@ -118,8 +118,9 @@ impl Store {
 
     /// Hands up to `keys.len()` available jobs of `job_type` to `worker` until `until`, each
     /// under one of `keys` (fresh random keys from the caller): due pending jobs nobody holds or
-    /// whose holder's lease expired, oldest first. One transaction; on PostgreSQL rows another
-    /// activation is taking are skipped, so each job goes to one worker.
+    /// whose holder's lease expired, oldest first. One transaction (on SQLite holding the write
+    /// lock from its start, so a concurrent commit delays it rather than failing it); on
+    /// PostgreSQL rows another activation is taking are skipped, so each job goes to one worker.
     pub async fn activate_jobs(
         &self,
         job_type: &str,
@@ -132,7 +133,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let skip = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT id FROM jobs WHERE job_type = $1 AND state = 'pending' AND due <= $2 \
              AND (lease_until IS NULL OR lease_until < $2) ORDER BY due, id LIMIT $3 {skip}"

@@ -171,6 +171,16 @@ impl Store {
         })
     }
 
+    /// A transaction that writes after it reads: on SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a writer that commits meanwhile makes it wait (busy timeout)
+    /// instead of failing it with `database is locked`, as a deferred one does when it upgrades.
+    pub async fn begin_write(&self) -> Result<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
     pub async fn close(&self) {
         on_pool!(&self.pool, |p| p.close().await)
     }
