@@ -380,4 +380,7 @@ fn camundas_javascript_client_runs_unchanged() {
     }
     assert_eq!((failed[0]["amount"].clone(), failed[0]["retries"].clone()), (json!(13), json!(2)), "{failed:?}");
     assert!(node.0.try_wait().unwrap().is_none(), "the worker still runs");
+    // No call of the client was refused or failed on the way (it logs those as errors).
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(!printed.contains("[error]"), "the client logged errors:\n{printed}");
 }
