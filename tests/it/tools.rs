@@ -5,7 +5,11 @@
 //!   build's `target/tmp/tools/venv`, made from the `python3` on PATH; a stamp (the SHA-256 of
 //!   the requirements file) lets later runs reuse it, and a changed file re-installs it
 //!   (`REGLAMENT_TEST_PYTHON` names an interpreter to use instead, with no venv);
-//! - `xmllint` (Debian's `libxml2-utils`): taken from PATH, else installed with `apt-get`.
+//! - `xmllint` (Debian's `libxml2-utils`): taken from PATH, else installed with `apt-get`;
+//! - the Node.js packages of `tests/tools/js/package-lock.json` (Camunda's JavaScript client),
+//!   installed with `npm ci` from the `npm` on PATH into `target/tmp/tools/js` beside copies of
+//!   that folder's files; a stamp (the SHA-256 of `package.json` and the lock file) lets later
+//!   runs reuse them, and a changed lock re-installs them.
 //!
 //! Each is set up once per process (the first caller does it, the others wait) and under a lock
 //! file, so test processes and benchmarks running at once do not install over each other. A
@@ -34,6 +38,13 @@ pub fn python() -> PathBuf {
 pub fn xmllint() -> PathBuf {
     static XMLLINT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     ready(XMLLINT.get_or_init(set_up_xmllint))
+}
+
+/// `target/tmp/tools/js`: `tests/tools/js` (its scripts, `package.json`, the lock file) with the
+/// locked packages installed in `node_modules`, so `node DIR/worker.mjs` finds them.
+pub fn camunda_js() -> PathBuf {
+    static JS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    ready(JS.get_or_init(set_up_js))
 }
 
 /// Starts `tests/smtp/server.py PORT FOLDER` (aiosmtpd on loopback) under [`python`] and waits
@@ -118,6 +129,55 @@ fn set_up_python() -> Result<PathBuf, String> {
     })?;
     std::fs::write(&stamp_file, stamp).map_err(|e| format!("cannot write {}: {e}", stamp_file.display()))?;
     Ok(python)
+}
+
+fn set_up_js() -> Result<PathBuf, String> {
+    let source = repo_root().join("tests/tools/js");
+    let read = |name: &str| {
+        let path = source.join(name);
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let (manifest, lock_file) = (read("package.json")?, read("package-lock.json")?);
+    let stamp = format!("{:x}\n", Sha256::digest([manifest.as_slice(), lock_file.as_slice()].concat()));
+    let dir = tools_dir().join("js");
+    let stamp_file = tools_dir().join("js.stamp");
+    let _lock = lock("js.lock")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The scripts are copied every time (they are not part of the stamp).
+    for entry in std::fs::read_dir(&source).map_err(|e| format!("cannot list {}: {e}", source.display()))? {
+        let path = entry.map_err(|e| format!("cannot list {}: {e}", source.display()))?.path();
+        if path.is_file() {
+            let to = dir.join(path.file_name().expect("a file name"));
+            std::fs::copy(&path, &to)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", path.display(), to.display()))?;
+        }
+    }
+    if dir.join("node_modules").is_dir() && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+        return Ok(dir);
+    }
+    let _ = std::fs::remove_file(&stamp_file);
+    let hand = format!(
+        "install Node.js 20 or later with npm (Debian/Ubuntu: `apt-get install nodejs npm`; else \
+         https://nodejs.org), or run `npm ci` by hand in {} (a copy of tests/tools/js)",
+        dir.display()
+    );
+    if on_path("node").is_none() || on_path("npm").is_none() {
+        return Err(format!(
+            "the Camunda JavaScript client test needs `node` and `npm` on PATH, and at least one is missing; {hand}"
+        ));
+    }
+    run(Command::new("npm")
+        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir))
+    .map_err(|e| {
+        format!(
+            "`npm ci` in {} failed ({e}); fix what npm says (it needs the npm registry, or \
+             NPM_CONFIG_REGISTRY pointing at a mirror), or {hand}",
+            dir.display()
+        )
+    })?;
+    std::fs::write(&stamp_file, stamp).map_err(|e| format!("cannot write {}: {e}", stamp_file.display()))?;
+    Ok(dir)
 }
 
 fn set_up_xmllint() -> Result<PathBuf, String> {

@@ -271,3 +271,116 @@ fn workers_sign_in_with_basic_or_bearer_and_need_the_job_workers_group() {
         site.v2("POST", "/v2/messages/correlation", json!({"name": "nobody-waits", "correlationKey": "1"}));
     assert_eq!(status, 404, "{body}");
 }
+
+/// Done-when 2 of issue 17: a worker written with Camunda's own JavaScript client
+/// (`@camunda8/orchestration-cluster-api`, `tests/tools/js/worker.mjs`), given only the address
+/// and a login and password, takes the jobs, starts instances and publishes a message.
+#[test]
+fn camundas_javascript_client_runs_unchanged() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let site = Site::start("js");
+    let js = crate::tools::camunda_js();
+    let log = site._dir.join("worker.log");
+    let mut node = Command::new("node");
+    node.arg(js.join("worker.mjs")).current_dir(&js);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CAMUNDA_") {
+            node.env_remove(name);
+        }
+    }
+    let node = node
+        .env("CAMUNDA_REST_ADDRESS", format!("http://{}", site.server.addr))
+        .env("CAMUNDA_AUTH_STRATEGY", "BASIC")
+        .env("CAMUNDA_BASIC_AUTH_USERNAME", "payments-bot")
+        .env("CAMUNDA_BASIC_AUTH_PASSWORD", "пароль-обработчика")
+        .env("PAYMENT_AMOUNTS", "300,1500,13")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("`node` runs tests/tools/js/worker.mjs");
+    // Killed on every way out, so a failed assertion leaves no worker behind.
+    struct Worker(std::process::Child);
+    impl Drop for Worker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut node = Worker(node);
+    let (lines, from_node) = std::sync::mpsc::channel::<Value>();
+    let stdout = node.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    let mut said = |what: &str| -> Value {
+        match from_node.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => panic!(
+                "the worker did not say {what} (it {}); its log:\n{}",
+                match node.0.try_wait() {
+                    Ok(Some(status)) => format!("exited with {status}"),
+                    _ => "still runs".into(),
+                },
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        }
+    };
+
+    // The client's own calls: topology, three instance starts, a publication; the worker's
+    // lines (paid, refused, failed) come in between.
+    let topology = said("the topology");
+    assert_eq!(topology["topology"]["brokers"], 1, "{topology}");
+    let (mut started, mut failed) = (Vec::new(), Vec::new());
+    loop {
+        let line = said("which instances it started and the message it published");
+        if line.get("failed").is_some() {
+            failed.push(line.clone());
+        }
+        if let Some(key) = line["started"].as_str() {
+            assert_eq!(line["version"], 1, "{line}");
+            started.push((key.to_string(), line["amount"].as_i64().unwrap()));
+        }
+        if line["published"].as_str().is_some_and(|k| !k.is_empty()) {
+            break;
+        }
+    }
+    assert_eq!(started.len(), 3, "{started:?}");
+    // One more, started through the API by someone else: the worker takes its job too.
+    started.push((site.start_payment(50), 50));
+
+    for (id, amount) in &started {
+        let done = site.wait_state(id, "completed");
+        let (_, history) =
+            call(&site.server.addr, &site.admin, "GET", &format!("/api/process-instances/{id}/history"), None);
+        let reached = |element: &str| history["items"].as_array().unwrap().iter().any(|i| i["element"] == element);
+        if *amount > 1000 {
+            assert!(reached("refused") && !reached("paid"), "NO_FUNDS ends on the boundary's path: {history}");
+            assert!(done["variables"].get("receipt").is_none(), "{done}");
+        } else {
+            assert!(reached("paid") && !reached("refused"), "{history}");
+            assert_eq!(done["variables"]["receipt"], format!("R-{amount}"), "{done}");
+        }
+    }
+    let (_, audit) = call(&site.server.addr, &site.admin, "GET", "/api/audit?actor=payments-bot", None);
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|i| i["action"].as_str().unwrap()).collect();
+    for action in ["instance.start", "job.complete", "job.error", "job.fail"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    // The failed attempt at 13 (reported by the client's job.fail, two retries from the model)
+    // was offered again and paid.
+    while failed.is_empty() {
+        let line = said("that it failed the first attempt at 13");
+        if line.get("failed").is_some() {
+            failed.push(line);
+        }
+    }
+    assert_eq!((failed[0]["amount"].clone(), failed[0]["retries"].clone()), (json!(13), json!(2)), "{failed:?}");
+    assert!(node.0.try_wait().unwrap().is_none(), "the worker still runs");
+    // No call of the client was refused or failed on the way (it logs those as errors).
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(!printed.contains("[error]"), "the client logged errors:\n{printed}");
+}

@@ -17,9 +17,13 @@
 //!   applications call besides; the same rules as `/api` (starters, messageSenders, audit).
 //!
 //! Keys are strings: jobs and messages get decimal ones as in Camunda; process instances keep
-//! their ids (UUIDs), and `processDefinitionKey` is `KEY:VERSION`. Who may use the job calls:
-//! members of `job-workers` and admins (a job carries its instance's variables). Tenants are not
-//! supported: `tenantId` is always `<default>`.
+//! their ids (UUIDs), so does a job's `elementInstanceKey` (the job's id), and
+//! `processDefinitionKey` is `KEY:VERSION`. Who may use the job calls: members of `job-workers`
+//! and admins (a job carries its instance's variables). Tenants are not supported: `tenantId` is
+//! always `<default>`; neither are tags (`[]`), business ids or root instances (null). The
+//! answers carry every field Camunda's OpenAPI document requires, so Camunda's JavaScript client
+//! (`@camunda8/orchestration-cluster-api`, tested in `tests/it/workers.rs`) reads them; with its
+//! response validation switched on it refuses only the UUID and `KEY:VERSION` keys.
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +116,14 @@ pub struct ActivatedJobResult {
     pub element_instance_key: String,
     pub kind: String,
     pub listener_event_type: String,
+    /// The instance at the top of the call hierarchy: not tracked, null (as Camunda gives for
+    /// instances from before 8.9).
+    pub root_process_instance_key: Option<String>,
+    /// Only for user task listener jobs, which Reglament does not hand out: always null.
+    #[schema(value_type = Option<Object>)]
+    pub user_task: Option<Json_>,
+    /// Camunda's instance tags: none.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -225,6 +237,9 @@ fn view(job: &reglament_store::jobs::ActivatedJob, worker: &str, fetch: Option<&
         element_instance_key: job.id.clone(),
         kind: "BPMN_ELEMENT".into(),
         listener_event_type: "UNSPECIFIED".into(),
+        root_process_instance_key: None,
+        user_task: None,
+        tags: Vec::new(),
     }
 }
 
@@ -369,6 +384,8 @@ pub async fn fail(
         return Err(ApiError::NotFound(Resource::Job, format!("Задание `{key}` уже выполнено или отменено")));
     }
     tracing::info!(job = %job.id, retries, back_off, error = %message, "job failed; it will be offered again");
+    let details = json!({"jobKey": key, "retries": retries, "errorMessage": message, "retryBackOff": back_off});
+    actor.record_on(&state, "job.fail", Some(&job.id), Some(&job.instance_id), details).await;
     if back_off == 0 {
         state.runtime.wakers().external_jobs.notify_waiters();
     }
@@ -497,6 +514,10 @@ pub struct TopologyResponse {
     pub partitions_count: i64,
     pub replication_factor: i64,
     pub gateway_version: String,
+    /// No cluster id: null.
+    pub cluster_id: Option<String>,
+    /// The cluster's membership never changes: `-1`, Camunda's "no change yet".
+    pub last_completed_change_id: String,
 }
 
 /// The cluster as a Camunda client sees it: this node, one partition.
@@ -524,6 +545,8 @@ pub async fn topology(State(state): State<AppState>, _user: CurrentUser) -> Json
         partitions_count: 1,
         replication_factor: 1,
         gateway_version: version,
+        cluster_id: None,
+        last_completed_change_id: "-1".into(),
     })
 }
 
@@ -548,6 +571,13 @@ pub struct CreateInstanceResult {
     pub process_definition_key: String,
     pub process_instance_key: String,
     pub tenant_id: String,
+    /// As in Camunda without `awaitCompletion` (not supported): empty.
+    #[schema(value_type = Object)]
+    pub variables: Map<String, Json_>,
+    /// Camunda's instance tags: none.
+    pub tags: Vec<String>,
+    /// Camunda's business id: null (Reglament's business keys are set through `/api`).
+    pub business_id: Option<String>,
 }
 
 /// Starts an instance (as `POST /api/process-instances`).
@@ -595,6 +625,9 @@ pub async fn create_instance(
         process_definition_version: version,
         process_instance_key: id,
         tenant_id: TENANT.into(),
+        variables: Map::new(),
+        tags: Vec::new(),
+        business_id: None,
     }))
 }
 
