@@ -4,7 +4,7 @@
 //! are not counted.
 //!
 //! Run: `cargo bench -p reglament-server --bench jobs -- [--jobs N] [--workers N] [--batch N]
-//! [--postgres URL]` (PostgreSQL: a database the bench may fill, e.g.
+//! [--parallel N] [--postgres URL]` (PostgreSQL: a database the bench may fill, e.g.
 //! `postgres://postgres@127.0.0.1:5432/bench_jobs`, created if missing).
 
 use std::sync::Arc;
@@ -79,6 +79,7 @@ async fn main() {
     let jobs = number("--jobs", 20_000);
     let workers = number("--workers", 16) as usize;
     let batch = number("--batch", 32);
+    let parallel = number("--parallel", 8).max(1) as usize;
     let dir = std::env::temp_dir().join(format!("reglament-jobs-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let (url, backend) = match value("--postgres") {
@@ -138,7 +139,7 @@ async fn main() {
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     println!(
-        "machine: {} cores; {backend}; {jobs} jobs; {workers} keep-alive workers activating {batch} at a time",
+        "machine: {} cores; {backend}; {jobs} jobs; {workers} workers activating {batch} at a time, completing {parallel} at once each",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     let done = Arc::new(AtomicU64::new(0));
@@ -147,7 +148,13 @@ async fn main() {
     for w in 0..workers {
         let (addr, token, done) = (addr.clone(), token.clone(), done.clone());
         handles.push(tokio::spawn(async move {
+            // A worker completes the jobs of a batch concurrently, as Camunda's clients do
+            // (maxParallelJobs), over `parallel` keep-alive connections.
             let mut conn = Conn::open(&addr, &token).await;
+            let mut pool = Vec::new();
+            for _ in 0..parallel {
+                pool.push(Conn::open(&addr, &token).await);
+            }
             let activation = format!(
                 r#"{{"type":"bench","worker":"w{w}","timeout":60000,"maxJobsToActivate":{batch},"requestTimeout":-1}}"#
             );
@@ -155,16 +162,32 @@ async fn main() {
                 let (status, body) = conn.post("/v2/jobs/activation", &activation).await;
                 assert_eq!(status, 200, "{body}");
                 let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let list = doc["jobs"].as_array().cloned().unwrap_or_default();
-                if list.is_empty() {
+                let keys: Vec<String> = doc["jobs"]
+                    .as_array()
+                    .map(|jobs| jobs.iter().filter_map(|j| j["jobKey"].as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if keys.is_empty() {
                     break;
                 }
-                for job in list {
-                    let key = job["jobKey"].as_str().unwrap();
-                    let (status, body) =
-                        conn.post(&format!("/v2/jobs/{key}/completion"), r#"{"variables":{"ok":true}}"#).await;
-                    assert_eq!(status, 204, "{body}");
-                    done.fetch_add(1, Ordering::Relaxed);
+                let mut chunks: Vec<Vec<String>> = vec![Vec::new(); pool.len()];
+                for (i, key) in keys.into_iter().enumerate() {
+                    chunks[i % pool.len()].push(key);
+                }
+                let mut set = tokio::task::JoinSet::new();
+                for (mut c, chunk) in pool.drain(..).zip(chunks) {
+                    let done = done.clone();
+                    set.spawn(async move {
+                        for key in chunk {
+                            let (status, body) =
+                                c.post(&format!("/v2/jobs/{key}/completion"), r#"{"variables":{"ok":true}}"#).await;
+                            assert_eq!(status, 204, "{body}");
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        c
+                    });
+                }
+                while let Some(c) = set.join_next().await {
+                    pool.push(c.unwrap());
                 }
             }
         }));
