@@ -81,6 +81,8 @@ const ROWS: &[(&str, &str, [u16; 8])] = &[
     ("delete", "/api/process-instances/{id}", [401, 401, 401, 404, 403, 200, 403, 200]),
     ("get", "/api/process-instances/{id}/history", [401, 401, 401, 404, 200, 200, 200, 200]),
     ("get", "/api/process-instances/{id}/incidents", [401, 401, 401, 404, 200, 200, 200, 200]),
+    // Open incidents across instances: everyone signed in, each seeing those they may see.
+    ("get", "/api/incidents", [401, 401, 401, 200, 200, 200, 200, 200]),
     ("post", "/api/process-instances/{id}/incidents/{key}/resolve", [401, 401, 401, 404, 404, 200, 403, 200]),
     // Tasks: seen by whoever sees the instance; taken and completed by the candidates (admins
     // may take one too); handed over or taken back also by the process's owners and admins.

@@ -1057,6 +1057,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/process-instances/{id}"),
     ("get", "/api/process-instances/{id}/history"),
     ("get", "/api/process-instances/{id}/incidents"),
+    ("get", "/api/incidents"),
     ("post", "/api/process-instances/{id}/incidents/{key}/resolve"),
     ("delete", "/api/process-instances/{id}"),
     ("get", "/api/tasks"),
@@ -1510,6 +1511,59 @@ async fn starters(db: TestDb) {
     app.finish().await;
 }
 
+/// Open incidents across instances: the ones the caller may see, filtered by process, paged by
+/// instance.
+async fn open_incidents(db: TestDb) {
+    let app = App::new(db).await;
+    let stuck = |key: &str, owners: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:reglament="urn:reglament:bpmn:1.0" id="d_{key}" targetNamespace="urn:test">
+  <bpmn:process id="{key}" name="Маршрут {key}" isExecutable="true">
+    <bpmn:extensionElements><reglament:settings owners="{owners}" /></bpmn:extensionElements>
+    <bpmn:startEvent id="s" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="route" />
+    <bpmn:exclusiveGateway id="route" name="Куда направить" />
+    <bpmn:sequenceFlow id="f2" sourceRef="route" targetRef="e">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">=route = "done"</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>"#
+        )
+    };
+    let owner_login = "owner";
+    app.deploy(&stuck("route_a", owner_login), &app.owner).await.ok(201);
+    app.deploy(&stuck("route_b", owner_login), &app.owner).await.ok(201);
+    let mut ids = Vec::new();
+    for key in ["route_a", "route_a", "route_b"] {
+        ids.push(app.start(key, &app.reviewer, json!({"route": "nowhere"})).await["id"].as_str().unwrap().to_string());
+    }
+    app.start("route_a", &app.reviewer, json!({"route": "done"})).await;
+    ids.sort();
+    let all = app.get("/api/incidents", &app.admin).await.ok(200);
+    let listed: Vec<&str> =
+        all["items"].as_array().unwrap().iter().map(|i| i["processInstanceId"].as_str().unwrap()).collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>(), "{all}");
+    assert_eq!(all["items"][0]["elementId"], json!("route"));
+    assert_eq!(all["items"][0]["elementName"], json!("Куда направить"));
+    assert!(all["items"][0]["key"].is_u64() && all["items"][0]["message"].is_string(), "{all}");
+    // By process; paged by instance.
+    let b = app.get("/api/incidents?definitionKey=route_b", &app.owner).await.ok(200);
+    assert_eq!(b["items"].as_array().unwrap().len(), 1, "{b}");
+    let first = app.get("/api/incidents?limit=2", &app.admin).await.ok(200);
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["nextCursor"].as_str().expect("more").to_string();
+    let rest = app.get(&format!("/api/incidents?limit=2&cursor={cursor}"), &app.admin).await.ok(200);
+    assert_eq!(rest["items"][0]["processInstanceId"], json!(ids[2]));
+    assert_eq!(rest["nextCursor"], Value::Null);
+    // The starter sees theirs; someone involved in nothing sees none.
+    assert_eq!(app.get("/api/incidents", &app.reviewer).await.ok(200)["items"].as_array().unwrap().len(), 3);
+    assert_eq!(app.get("/api/incidents", &app.outsider).await.ok(200)["items"], json!([]));
+    app.get("/api/incidents?limit=0", &app.admin).await.problem(400, "/problems/bad-request");
+    app.finish().await;
+}
+
 /// Tokens may carry an expiry: past it they are refused (and listed as expired); an expiry in
 /// the past or not a time is refused when the token is issued.
 async fn token_expiry(db: TestDb) {
@@ -1650,6 +1704,7 @@ on_sqlite!(
     directory_seeds_once,
     message_senders,
     starters,
+    open_incidents,
 );
 on_postgres!(
     main_flow,
@@ -1664,4 +1719,5 @@ on_postgres!(
     directory_seeds_once,
     message_senders,
     starters,
+    open_incidents,
 );

@@ -248,6 +248,28 @@ impl Store {
         Ok(rows.into_iter().map(TaskRow::from_record).collect())
     }
 
+    /// Active instances standing on an incident, in id order after `after`, at most `limit`,
+    /// of one definition key when given.
+    pub async fn instances_with_incidents(
+        &self,
+        definition_key: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<InstanceRow>> {
+        let sql = INSTANCE_SELECT.replace(
+            "WHERE id = $1",
+            "WHERE incident = 1 AND status = 'active' AND id > $1 AND ($2 = '' OR definition_key = $2) \
+             ORDER BY id LIMIT $3",
+        );
+        let rows: Vec<InstanceRecord> = on_pool!(&self.pool, |c| sqlx::query_as(&sql)
+            .bind(after.unwrap_or(""))
+            .bind(definition_key.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(c)
+            .await?);
+        rows.into_iter().map(InstanceRow::from_record).collect()
+    }
+
     /// The latest deployed version of a definition key.
     pub async fn latest_version(&self, key: &str) -> Result<Option<i64>> {
         let row: (Option<i64>,) =

@@ -17,6 +17,35 @@ use super::instances::load;
 use super::views::InstanceView;
 use crate::driver::Op;
 
+/// The open incidents of an instance, as the API shows them.
+fn incident_items(
+    row: &reglament_store::InstanceRow,
+    def: &reglament_engine::runtime::ProcessDef,
+) -> Vec<IncidentItem> {
+    let process = def.process();
+    row.state
+        .incidents
+        .iter()
+        .map(|i| {
+            let node = process.node(i.node);
+            IncidentItem {
+                key: i.key,
+                element_id: node.id.clone(),
+                element_name: node.name.clone(),
+                message: i.message.clone(),
+                retry: match i.retry {
+                    Retry::Activate => "activate",
+                    Retry::Boundaries => "boundaries",
+                    Retry::Complete => "complete",
+                    Retry::Reschedule { .. } => "reschedule",
+                    Retry::Quarantine => "quarantine",
+                }
+                .to_string(),
+            }
+        })
+        .collect()
+}
+
 /// An open incident.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -63,30 +92,99 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<IncidentList>, ApiError> {
     let (row, def) = super::instances::load_visible(&state, &user, &id).await?;
-    let process = def.process();
-    let items = row
-        .state
-        .incidents
-        .iter()
-        .map(|i| {
-            let node = process.node(i.node);
-            IncidentItem {
-                key: i.key,
-                element_id: node.id.clone(),
-                element_name: node.name.clone(),
-                message: i.message.clone(),
-                retry: match i.retry {
-                    Retry::Activate => "activate",
-                    Retry::Boundaries => "boundaries",
-                    Retry::Complete => "complete",
-                    Retry::Reschedule { .. } => "reschedule",
-                    Retry::Quarantine => "quarantine",
-                }
-                .to_string(),
-            }
-        })
-        .collect();
+    let items = incident_items(&row, &def);
     Ok(Json(IncidentList { items, next_cursor: None }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenIncidentsQuery {
+    /// Only instances of this process.
+    pub definition_key: Option<String>,
+    /// At most this many instances per page (1–500, default 100), each with all its incidents.
+    pub limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// An open incident of some instance.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIncident {
+    pub process_instance_id: String,
+    pub definition_key: String,
+    pub version: i64,
+    pub business_key: Option<String>,
+    #[serde(flatten)]
+    pub incident: IncidentItem,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenIncidentList {
+    pub items: Vec<OpenIncident>,
+    pub next_cursor: Option<String>,
+}
+
+/// The open incidents across instances (DESIGN §6), of the instances the caller may see, in
+/// instance order; an instance's incidents stay on one page.
+#[utoipa::path(
+    get, path = "/api/incidents", operation_id = "listOpenIncidents", summary = "Открытые инциденты", tag = "process-instances",
+    params(OpenIncidentsQuery),
+    responses(
+        (status = 200, body = OpenIncidentList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn open(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<OpenIncidentsQuery>,
+) -> Result<Json<OpenIncidentList>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit — от 1 до 500, а не {limit}")));
+    }
+    for (name, value) in [("definitionKey", &q.definition_key), ("cursor", &q.cursor)] {
+        super::hygiene::query_filter(name, value.as_deref())?;
+    }
+    let store = state.runtime.store();
+    let mut after = q.cursor.clone();
+    let mut items = Vec::new();
+    let mut instances = 0;
+    let mut next_cursor = None;
+    // Scan in id order, keeping the instances this person may see, until a page is full.
+    'scan: loop {
+        let rows = store.instances_with_incidents(q.definition_key.as_deref(), after.as_deref(), 200).await?;
+        let exhausted = rows.len() < 200;
+        for row in rows {
+            after = Some(row.id.clone());
+            let def = state.runtime.definition(&row.definition_key, row.version).await?;
+            if !crate::access::may_see_instance(store, &user.0, &row, &def).await? {
+                continue;
+            }
+            if instances == limit {
+                next_cursor = items.last().map(|i: &OpenIncident| i.process_instance_id.clone());
+                break 'scan;
+            }
+            instances += 1;
+            for incident in incident_items(&row, &def) {
+                items.push(OpenIncident {
+                    process_instance_id: row.id.clone(),
+                    definition_key: row.definition_key.clone(),
+                    version: row.version,
+                    business_key: row.business_key.clone(),
+                    incident,
+                });
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(Json(OpenIncidentList { items, next_cursor }))
 }
 
 /// Resolves an incident: sets the variables, then retries what failed. Needs `process-owners`

@@ -177,6 +177,7 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(instances::get, instances::cancel))
         .routes(routes!(instances::history))
         .routes(routes!(incidents::list))
+        .routes(routes!(incidents::open))
         .routes(routes!(incidents::resolve))
         .routes(routes!(tasks::inbox))
         .routes(routes!(tasks::get))
