@@ -35,6 +35,35 @@ fn node_env(url: &str, node: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Starts `n` instances of `definition` through the test's own driver, 50 at a time, instance
+/// `i` with business key `{definition}-{i}` and the variables `variables(i)`.
+async fn start_instances(
+    rt: &Runtime,
+    n: u32,
+    definition: &'static str,
+    variables: impl Fn(u32) -> serde_json::Value + Send + Sync + Clone + 'static,
+) {
+    let mut handles = Vec::new();
+    for chunk in 0..50u32 {
+        let (rt, variables) = (rt.clone(), variables.clone());
+        handles.push(tokio::spawn(async move {
+            for i in (chunk..n).step_by(50) {
+                let op = Op::Start {
+                    definition: definition.into(),
+                    business_key: Some(format!("{definition}-{i}")),
+                    variables: vars(variables(i)),
+                    start_event: None,
+                    by: None,
+                };
+                assert!(matches!(rt.submit(op).await.unwrap(), Outcome::Started { .. }));
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
 #[test]
 fn three_nodes_fire_ten_thousand_timers_exactly_once() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
@@ -49,29 +78,11 @@ fn three_nodes_fire_ten_thousand_timers_exactly_once() {
     tokio.block_on(rt.deploy(MODEL.as_bytes(), None)).unwrap();
     let n = 10_000u32;
     let first_due = crate::support::test_now() + chrono::Duration::seconds(15);
-    tokio.block_on(async {
-        let mut handles = Vec::new();
-        for chunk in 0..50u32 {
-            let rt = rt.clone();
-            handles.push(tokio::spawn(async move {
-                for i in (chunk..n).step_by(50) {
-                    // Due times spread over 40 seconds.
-                    let due = first_due + chrono::Duration::milliseconds(i64::from(i) * 4);
-                    let op = Op::Start {
-                        definition: "cluster".into(),
-                        business_key: Some(format!("t{i}")),
-                        variables: vars(json!({ "dueAt": due.to_rfc3339() })),
-                        start_event: None,
-                        by: None,
-                    };
-                    assert!(matches!(rt.submit(op).await.unwrap(), Outcome::Started { .. }));
-                }
-            }));
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
-    });
+    // Due times spread over 40 seconds.
+    tokio.block_on(start_instances(&rt, n, "cluster", move |i| {
+        let due = first_due + chrono::Duration::milliseconds(i64::from(i) * 4);
+        json!({ "dueAt": due.to_rfc3339() })
+    }));
     assert_eq!(tokio.block_on(store.count(CountOf::Timers)).unwrap(), i64::from(n));
 
     let mut nodes: Vec<Server> =
@@ -247,27 +258,7 @@ fn three_nodes_hand_each_of_ten_thousand_jobs_to_one_worker() {
     let rt = tokio.block_on(Runtime::start(store.clone(), env(), crate::store::test_driver_config())).unwrap();
     tokio.block_on(rt.deploy(JOB_MODEL.as_bytes(), None)).unwrap();
     let n = 10_000u32;
-    tokio.block_on(async {
-        let mut handles = Vec::new();
-        for chunk in 0..50u32 {
-            let rt = rt.clone();
-            handles.push(tokio::spawn(async move {
-                for i in (chunk..n).step_by(50) {
-                    let op = Op::Start {
-                        definition: "jobs".into(),
-                        business_key: Some(format!("j{i}")),
-                        variables: vars(json!({ "i": i })),
-                        start_event: None,
-                        by: None,
-                    };
-                    assert!(matches!(rt.submit(op).await.unwrap(), Outcome::Started { .. }));
-                }
-            }));
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
-    });
+    tokio.block_on(start_instances(&rt, n, "jobs", |i| json!({ "i": i })));
     let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|name| Server::start(&dir, &node_env(&db.url, name))).collect();
     let token = add_user(&dir, &db.url, "bot", "job-workers");
 

@@ -15,8 +15,6 @@ use reglament_engine::runtime::Env;
 use reglament_server::clock::Clock;
 use reglament_server::driver::{DriverConfig, Op, Runtime};
 use reglament_store::Store;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="urn:bench">
@@ -29,47 +27,9 @@ const MODEL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </bpmn:process>
 </bpmn:definitions>"#;
 
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    stream: BufReader<TcpStream>,
-    addr: String,
-    auth: String,
-}
-
-impl Conn {
-    async fn open(addr: &str, token: &str) -> Conn {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).unwrap();
-        Conn { stream: BufReader::new(stream), addr: addr.to_string(), auth: format!("Bearer {token}") }
-    }
-
-    async fn post(&mut self, path: &str, body: &str) -> (u16, String) {
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            self.auth,
-            body.len()
-        );
-        self.stream.get_mut().write_all(req.as_bytes()).await.unwrap();
-        let mut status_line = String::new();
-        self.stream.read_line(&mut status_line).await.unwrap();
-        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).await.unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        self.stream.read_exact(&mut body).await.unwrap();
-        (status, String::from_utf8_lossy(&body).to_string())
-    }
-}
+#[path = "support/conn.rs"]
+mod conn;
+use conn::Conn;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {

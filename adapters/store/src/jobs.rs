@@ -17,8 +17,17 @@ pub struct LeasedJob {
     pub attempts: i64,
 }
 
-/// The job types the engine's own worker runs; every other type waits for an external worker.
-pub const BUILTIN_TYPES: &[&str] = &["report", "registry-update", "directory-units"];
+/// The job types the engine's own worker runs, as an SQL list (`'report', …`): the engine's
+/// built-in types but `email` (emails go through the outbox). Every other type waits for an
+/// external worker.
+fn builtin_types_sql() -> String {
+    reglament_engine::parse::BUILTIN_JOB_TYPES
+        .iter()
+        .filter(|t| **t != "email")
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A job handed to an external worker.
 #[derive(Debug, Clone)]
@@ -62,7 +71,7 @@ impl Store {
     /// Takes up to `limit` due pending jobs not leased by a live node.
     pub async fn lease_due_jobs(&self, owner: &str, now: Ts, until: Ts, limit: i64) -> Result<Vec<LeasedJob>> {
         let skip = if self.is_postgres() { "FOR UPDATE SKIP LOCKED" } else { "" };
-        let builtin = BUILTIN_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let builtin = builtin_types_sql();
         let sql = format!(
             "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id IN ( \
              SELECT id FROM jobs WHERE state = 'pending' AND job_type IN ({builtin}) AND due <= $3 \
@@ -107,7 +116,7 @@ impl Store {
 
     /// The earliest due pending built-in job.
     pub async fn next_job_due(&self) -> Result<Option<Ts>> {
-        let builtin = BUILTIN_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let builtin = builtin_types_sql();
         let sql = format!(
             "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > due THEN lease_until ELSE due END) \
              FROM jobs WHERE state = 'pending' AND job_type IN ({builtin})"

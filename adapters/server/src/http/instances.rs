@@ -102,7 +102,7 @@ async fn view(state: &AppState, row: &InstanceRow) -> Result<InstanceView, ApiEr
 
 /// Whether `user` may start `key`: anyone, unless the process names its starters
 /// (`reglament:settings starters`); then their members, the process's owners and admins.
-pub(crate) async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -> Result<(), ApiError> {
+async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -> Result<(), ApiError> {
     let Some(version) = state.runtime.store().latest_version(key).await? else {
         return Ok(()); // the command answers 404 for an unknown key
     };
@@ -120,6 +120,41 @@ pub(crate) async fn may_start(state: &AppState, user: &CurrentUser, key: &str) -
         def.process().name.as_deref().unwrap_or(key),
         starters.join(", ")
     )))
+}
+
+/// A start by a person, whichever route asks (`/api` or `/v2`): the input checks (refusals name
+/// the route's field for the key), the starters rule, and the audited command. Answers the new
+/// instance's id and version.
+pub(crate) async fn start_as(
+    state: &AppState,
+    user: &CurrentUser,
+    actor: &super::audit::Actor,
+    (key_field, key): (&str, String),
+    business_key: Option<String>,
+    variables: serde_json::Map<String, serde_json::Value>,
+    via: Option<&str>,
+) -> Result<(String, i64), ApiError> {
+    super::hygiene::Check::default()
+        .key(key_field, &key, true)
+        .key("businessKey", business_key.as_deref().unwrap_or(""), false)
+        .variable_names("variables", &variables)
+        .done()?;
+    may_start(state, user, &key).await?;
+    let mut details = serde_json::json!({"businessKey": business_key, "variables": variables});
+    if let Some(via) = via {
+        details["via"] = via.into();
+    }
+    let op = Op::Start {
+        definition: key.clone(),
+        business_key,
+        variables,
+        start_event: None,
+        by: Some(user.login().to_string()),
+    };
+    match state.runtime.submit(actor.audited(op, "instance.start", Some(&key), None, details)).await? {
+        Outcome::Started { id, version, .. } => Ok((id, version)),
+        other => Err(ApiError::internal(format!("start answered {other:?}"))),
+    }
 }
 
 /// Starts an instance of the latest version of a definition: any signed-in user, or, when the
@@ -145,25 +180,9 @@ pub async fn start(
     actor: super::audit::Actor,
     ApiJson(req): ApiJson<StartRequest>,
 ) -> Result<Response, ApiError> {
-    super::hygiene::Check::default()
-        .key("definitionKey", &req.definition_key, true)
-        .key("businessKey", req.business_key.as_deref().unwrap_or(""), false)
-        .variable_names("variables", &req.variables)
-        .done()?;
-    may_start(&state, &user, &req.definition_key).await?;
-    let details = serde_json::json!({"businessKey": req.business_key, "variables": req.variables});
-    let target = req.definition_key.clone();
-    let op = Op::Start {
-        definition: req.definition_key,
-        business_key: req.business_key,
-        variables: req.variables,
-        start_event: None,
-        by: Some(user.login().to_string()),
-    };
-    let outcome = state.runtime.submit(actor.audited(op, "instance.start", Some(&target), None, details)).await?;
-    let Outcome::Started { id, .. } = outcome else {
-        return Err(ApiError::internal(format!("start answered {outcome:?}")));
-    };
+    let (id, _) =
+        start_as(&state, &user, &actor, ("definitionKey", req.definition_key), req.business_key, req.variables, None)
+            .await?;
     let row = load(&state, &id).await?;
     let body = view(&state, &row).await?;
     let location = format!("{}/api/process-instances/{id}", state.base_url);

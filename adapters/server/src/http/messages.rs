@@ -61,6 +61,32 @@ pub async fn may_publish(state: &AppState, user: &CurrentUser, name: &str) -> Re
     Ok(())
 }
 
+/// A message from outside, whichever route sends it (`/api` or `/v2`): the input checks, the
+/// senders rule, then `ttl_ms` (checked after them), and the audited command.
+pub(crate) async fn publish_as(
+    state: &AppState,
+    user: &CurrentUser,
+    actor: &super::audit::Actor,
+    (name, correlation_key, variables): (String, String, serde_json::Map<String, serde_json::Value>),
+    ttl_ms: impl FnOnce(&AppState) -> Result<i64, ApiError>,
+    via: Option<&str>,
+) -> Result<Outcome, ApiError> {
+    super::hygiene::Check::default()
+        .key("name", &name, true)
+        .key("correlationKey", &correlation_key, false)
+        .variable_names("variables", &variables)
+        .done()?;
+    may_publish(state, user, &name).await?;
+    let ttl_ms = ttl_ms(state)?;
+    let mut details = serde_json::json!({"correlationKey": correlation_key, "variables": variables, "ttlMs": ttl_ms});
+    if let Some(via) = via {
+        details["via"] = via.into();
+    }
+    let target = name.clone();
+    let op = Op::Message { name, correlation_key, variables, ttl_ms };
+    Ok(state.runtime.submit(actor.audited(op, "message.publish", Some(&target), None, details)).await?)
+}
+
 /// Publishes a message.
 #[utoipa::path(
     post, path = "/api/messages", operation_id = "publishMessage", summary = "Отправить сообщение", tag = "messages",
@@ -83,14 +109,9 @@ pub async fn publish(
     actor: super::audit::Actor,
     ApiJson(req): ApiJson<MessageRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
-    super::hygiene::Check::default()
-        .key("name", &req.name, true)
-        .key("correlationKey", &req.correlation_key, false)
-        .variable_names("variables", &req.variables)
-        .done()?;
-    may_publish(&state, &user, &req.name).await?;
-    let ttl_ms = match &req.time_to_live {
-        None => 0,
+    let MessageRequest { name, correlation_key, variables, time_to_live } = req;
+    let ttl = |state: &AppState| match &time_to_live {
+        None => Ok(0),
         Some(text) => {
             let bad = |message: String| ApiError::Validation {
                 detail: format!("timeToLive: {message}"),
@@ -99,14 +120,10 @@ pub async fn publish(
             let d = IsoDuration::parse(text).map_err(bad)?;
             let now = state.runtime.now();
             let until = d.add_to(now).ok_or_else(|| bad("слишком большой срок".into()))?;
-            (until - now).num_milliseconds()
+            Ok((until - now).num_milliseconds())
         }
     };
-    let details =
-        serde_json::json!({"correlationKey": req.correlation_key, "variables": req.variables, "ttlMs": ttl_ms});
-    let target = req.name.clone();
-    let op = Op::Message { name: req.name, correlation_key: req.correlation_key, variables: req.variables, ttl_ms };
-    let outcome = state.runtime.submit(actor.audited(op, "message.publish", Some(&target), None, details)).await?;
+    let outcome = publish_as(&state, &user, &actor, (name, correlation_key, variables), ttl, None).await?;
     let (status, result, id) = match outcome {
         Outcome::Applied { id } => (StatusCode::OK, "correlated", Some(id)),
         Outcome::Started { id, .. } => (StatusCode::OK, "started", Some(id)),

@@ -601,24 +601,8 @@ pub async fn create_instance(
     ApiJson(req): ApiJson<CreateInstanceRequest>,
 ) -> Result<Json<CreateInstanceResult>, ApiError> {
     let variables = req.variables.unwrap_or_default();
-    super::hygiene::Check::default()
-        .key("processDefinitionId", &req.process_definition_id, true)
-        .variable_names("variables", &variables)
-        .done()?;
-    super::instances::may_start(&state, &user, &req.process_definition_id).await?;
-    let details = json!({"variables": variables, "via": "/v2"});
-    let target = req.process_definition_id.clone();
-    let op = Op::Start {
-        definition: req.process_definition_id.clone(),
-        business_key: None,
-        variables,
-        start_event: None,
-        by: Some(user.login().to_string()),
-    };
-    let outcome = state.runtime.submit(actor.audited(op, "instance.start", Some(&target), None, details)).await?;
-    let Outcome::Started { id, version, .. } = outcome else {
-        return Err(ApiError::internal(format!("start answered {outcome:?}")));
-    };
+    let key = ("processDefinitionId", req.process_definition_id.clone());
+    let (id, version) = super::instances::start_as(&state, &user, &actor, key, None, variables, Some("/v2")).await?;
     Ok(Json(CreateInstanceResult {
         process_definition_key: format!("{}:{version}", req.process_definition_id),
         process_definition_id: req.process_definition_id,
@@ -665,6 +649,7 @@ pub struct MessageCorrelationResult {
     pub process_instance_key: String,
 }
 
+/// The message of a `/v2` call, through the rules `/api/messages` keeps.
 async fn message(
     state: &AppState,
     user: &CurrentUser,
@@ -672,18 +657,8 @@ async fn message(
     req: MessageV2Request,
     ttl_ms: i64,
 ) -> Result<Outcome, ApiError> {
-    let variables = req.variables.unwrap_or_default();
-    let correlation_key = req.correlation_key.unwrap_or_default();
-    super::hygiene::Check::default()
-        .key("name", &req.name, true)
-        .key("correlationKey", &correlation_key, false)
-        .variable_names("variables", &variables)
-        .done()?;
-    super::messages::may_publish(state, user, &req.name).await?;
-    let details = json!({"correlationKey": correlation_key, "variables": variables, "ttlMs": ttl_ms, "via": "/v2"});
-    let target = req.name.clone();
-    let op = Op::Message { name: req.name, correlation_key, variables, ttl_ms };
-    Ok(state.runtime.submit(actor.audited(op, "message.publish", Some(&target), None, details)).await?)
+    let message = (req.name, req.correlation_key.unwrap_or_default(), req.variables.unwrap_or_default());
+    super::messages::publish_as(state, user, actor, message, |_| Ok(ttl_ms), Some("/v2")).await
 }
 
 /// Publishes a message: delivered to a waiting instance or a message start, else kept for
