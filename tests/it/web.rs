@@ -736,6 +736,44 @@ async fn inbox_counts_and_search(db: TestDb) {
     let next = html.split("after=").nth(1).unwrap().split('"').next().unwrap().to_string();
     let html = web.get(&format!("/?view=groups&q=%D0%92%D0%A5%D0%94&after={next}"), &mut jar).await.text();
     assert_eq!(row_ids(&html), expected[25..]);
+
+    // 1,100 other tasks due before them: a broad search counts among the first tasks of the
+    // view only («900+», the title says so) and the page still finds the matching ones.
+    let early = due0 - 86_400_000;
+    let ids: Vec<String> = (1..=1100).map(|i| format!("ps-{i:04}")).collect();
+    let instances: Vec<String> =
+        ids.iter().map(|id| format!("('{id}', 'bulk', 1, 'ПСМ-{id}', 'active', 1, '{{}}', {due0}, 1)")).collect();
+    let tasks: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let due = early + n as i64 * 1000;
+            format!(
+                "('{id}.2', '{id}', 2, 'bulk', 'review', 'Рассмотреть', 'open', NULL, 'reception', '', {due}, {due0})"
+            )
+        })
+        .collect();
+    let mut tx = web.rt.store().begin().await.unwrap();
+    for sql in [
+        format!(
+            "INSERT INTO instances (id, definition_key, version, business_key, status, rev, state, started_at, \
+             history_len) VALUES {}",
+            instances.join(", ")
+        ),
+        format!(
+            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
+             candidate_groups, candidate_users, due, created_at) VALUES {}",
+            tasks.join(", ")
+        ),
+    ] {
+        tx.execute_sql(&sql).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let html = web.get("/?view=groups&q=%D0%92%D0%A5%D0%94", &mut jar).await.text();
+    let scan = reglament_store::web::BROAD_SCAN;
+    assert_eq!(counts(&html).1, format!("{}+", scan - 1100));
+    assert!(html.contains(&format!("title=\"Найдено среди первых {scan} задач по сроку;")), "{html}");
+    assert_eq!(row_ids(&html), expected[..25]);
     web.finish().await;
 }
 

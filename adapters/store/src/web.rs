@@ -187,6 +187,16 @@ pub const COUNT_CAP: i64 = 1000;
 /// number, and stops as soon as the page is full.
 const SEARCH_LISTED: i64 = 1000;
 
+/// A broad search checks at most this many tasks of a view, in due order, to count its
+/// matches: beyond them the count is shown as "at least" (`more`), so a number most tasks
+/// share costs a page no more than a bounded walk.
+pub const BROAD_SCAN: i64 = 2000;
+
+/// Before asking the trigram index, this many instances (in storage order) are checked: when
+/// more than [`SEARCH_LISTED`] of them match, the search is broad for certain, and the index —
+/// whose posting lists for a number's common parts span every instance — is not asked at all.
+const BROAD_SAMPLE: i64 = 20_000;
+
 /// How many tasks a view holds with the filters, counted up to [`COUNT_CAP`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewCount {
@@ -194,6 +204,9 @@ pub struct ViewCount {
     pub counted: i64,
     /// There are more than `counted`.
     pub more: bool,
+    /// A broad search: `counted` is what the first [`BROAD_SCAN`] tasks of the view hold;
+    /// the rest of the view was not checked.
+    pub partial: bool,
 }
 
 /// A page of the asked view and the counts of both views with the same filters.
@@ -328,7 +341,7 @@ impl Store {
             Some(search) => self.search_numbers(search).await?,
         };
         if matches!(&found, Found::Listed(ids) if ids.is_empty()) {
-            let none = ViewCount { counted: 0, more: false };
+            let none = ViewCount { counted: 0, more: false, partial: false };
             return Ok(InboxPage { rows: Vec::new(), mine: none, groups: none });
         }
         let (filter, args) = q.filter(q.view, &found, true, self.is_postgres());
@@ -347,11 +360,50 @@ impl Store {
     }
 
     /// How many tasks a view holds with the query's filters (cursor ignored), up to the cap.
+    /// With a broad search, only the first [`BROAD_SCAN`] tasks of the view (in due order) are
+    /// checked; when the view has more, the count is a lower bound (`more`).
     async fn view_count(&self, q: &PageInboxQuery, view: InboxView, found: &Found) -> Result<ViewCount> {
+        if matches!(found, Found::Broad) {
+            let (filter, mut args) = q.filter(view, &Found::Any, false, self.is_postgres());
+            let [typed, upper, lower] = PageInboxQuery::patterns(q.search.as_deref().unwrap_or_default());
+            let mut next = |a: String| {
+                args.push(Arg::Text(a));
+                format!("${}", args.len())
+            };
+            let (typed, upper, lower) = (next(typed), next(upper), next(lower));
+            let matches = PageInboxQuery::matches("i.business_key", [&typed, &upper, &lower]);
+            let sql = format!(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM instances i \
+                 WHERE i.id = s.instance_id AND {matches}) THEN 1 ELSE 0 END), 0) FROM ( \
+                 SELECT t.instance_id FROM tasks t WHERE {filter} ORDER BY {DUE_KEY}, t.id LIMIT {BROAD_SCAN}) s"
+            );
+            let (scanned, matched): (i64, i64) =
+                on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
+            return Ok(ViewCount {
+                counted: matched.min(COUNT_CAP),
+                more: matched > COUNT_CAP || scanned >= BROAD_SCAN,
+                partial: matched <= COUNT_CAP && scanned >= BROAD_SCAN,
+            });
+        }
         let (filter, args) = q.filter(view, found, false, self.is_postgres());
         let sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) x", COUNT_CAP + 1);
         let row: (i64,) = on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
-        Ok(ViewCount { counted: row.0.min(COUNT_CAP), more: row.0 > COUNT_CAP })
+        Ok(ViewCount { counted: row.0.min(COUNT_CAP), more: row.0 > COUNT_CAP, partial: false })
+    }
+
+    /// True when more than [`SEARCH_LISTED`] of the first [`BROAD_SAMPLE`] instances have a
+    /// request number containing `search`: the search is broad whatever the index would say.
+    async fn surely_broad(&self, search: &str) -> Result<bool> {
+        let [typed, upper, lower] = PageInboxQuery::patterns(search);
+        let matches = PageInboxQuery::matches("s.business_key", ["$1", "$2", "$3"]);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT business_key FROM instances LIMIT {BROAD_SAMPLE}) s \
+             WHERE {matches} LIMIT {}) x",
+            SEARCH_LISTED + 1
+        );
+        let row: (i64,) =
+            on_pool!(&self.pool, |c| sqlx::query_as(&sql).bind(&typed).bind(&upper).bind(&lower).fetch_one(c).await?);
+        Ok(row.0 > SEARCH_LISTED)
     }
 
     /// The instances whose request number contains `search` (as typed, upper- or lower-cased),
@@ -360,6 +412,9 @@ impl Store {
     /// pg_trgm index on the lower-cased key; the LIKEs beside them keep the matches. More than
     /// [`SEARCH_LISTED`]: [`Found::Broad`].
     async fn search_numbers(&self, search: &str) -> Result<Found> {
+        if self.surely_broad(search).await? {
+            return Ok(Found::Broad);
+        }
         let [typed, upper, lower] = PageInboxQuery::patterns(search);
         let limit = SEARCH_LISTED + 1;
         let rows: Vec<(String,)> = match &self.pool {

@@ -80,10 +80,22 @@ fn end_of(date: NaiveDate, tz: chrono_tz::Tz) -> Option<Ts> {
     tz.from_local_datetime(&next).earliest().map(|t| t.to_utc())
 }
 
-/// A view's count for its tab: past the cap, «1000+» with a title that says so.
+/// A view's count for its tab: past the cap, «1000+» with a title that says so; for a broad
+/// search counted among the first tasks of the view only, «N+» with a title saying how many
+/// were checked.
 fn count_text(c: ViewCount) -> minijinja::Value {
     let text = if c.more { format!("{}+", c.counted) } else { c.counted.to_string() };
-    context! { text, more => c.more, counted => c.counted }
+    let title = if c.partial {
+        Some(format!(
+            "Найдено среди первых {} задач по сроку; остальные не проверялись — уточните отбор",
+            reglament_store::web::BROAD_SCAN
+        ))
+    } else if c.more {
+        Some(format!("Задач больше {}; уточните отбор", c.counted))
+    } else {
+        None
+    };
+    context! { text, more => c.more, counted => c.counted, title }
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
