@@ -83,6 +83,8 @@ const ROWS: &[(&str, &str, [u16; 8])] = &[
     ("get", "/api/process-instances/{id}/incidents", [401, 401, 401, 404, 200, 200, 200, 200]),
     // Open incidents across instances: everyone signed in, each seeing those they may see.
     ("get", "/api/incidents", [401, 401, 401, 200, 200, 200, 200, 200]),
+    // The instance search: everyone signed in, each finding those they may see.
+    ("get", "/api/process-instances", [401, 401, 401, 200, 200, 200, 200, 200]),
     ("post", "/api/process-instances/{id}/incidents/{key}/resolve", [401, 401, 401, 404, 404, 200, 403, 200]),
     // Tasks: seen by whoever sees the instance; taken and completed by the candidates (admins
     // may take one too); handed over or taken back also by the process's owners and admins.

@@ -1058,6 +1058,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("get", "/api/process-instances/{id}/history"),
     ("get", "/api/process-instances/{id}/incidents"),
     ("get", "/api/incidents"),
+    ("get", "/api/process-instances"),
     ("post", "/api/process-instances/{id}/incidents/{key}/resolve"),
     ("delete", "/api/process-instances/{id}"),
     ("get", "/api/tasks"),
@@ -1511,13 +1512,11 @@ async fn starters(db: TestDb) {
     app.finish().await;
 }
 
-/// Open incidents across instances: the ones the caller may see, filtered by process, paged by
-/// instance.
-async fn open_incidents(db: TestDb) {
-    let app = App::new(db).await;
-    let stuck = |key: &str, owners: &str| {
-        format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
+/// A process owned by `owners` that stops on an incident at its gateway unless the variable
+/// `route` is `"done"`.
+fn routing_model(key: &str, owners: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:reglament="urn:reglament:bpmn:1.0" id="d_{key}" targetNamespace="urn:test">
   <bpmn:process id="{key}" name="Маршрут {key}" isExecutable="true">
     <bpmn:extensionElements><reglament:settings owners="{owners}" /></bpmn:extensionElements>
@@ -1530,11 +1529,16 @@ async fn open_incidents(db: TestDb) {
     <bpmn:endEvent id="e" />
   </bpmn:process>
 </bpmn:definitions>"#
-        )
-    };
+    )
+}
+
+/// Open incidents across instances: the ones the caller may see, filtered by process, paged by
+/// instance.
+async fn open_incidents(db: TestDb) {
+    let app = App::new(db).await;
     let owner_login = "owner";
-    app.deploy(&stuck("route_a", owner_login), &app.owner).await.ok(201);
-    app.deploy(&stuck("route_b", owner_login), &app.owner).await.ok(201);
+    app.deploy(&routing_model("route_a", owner_login), &app.owner).await.ok(201);
+    app.deploy(&routing_model("route_b", owner_login), &app.owner).await.ok(201);
     let mut ids = Vec::new();
     for key in ["route_a", "route_a", "route_b"] {
         ids.push(app.start(key, &app.reviewer, json!({"route": "nowhere"})).await["id"].as_str().unwrap().to_string());
@@ -1562,6 +1566,111 @@ async fn open_incidents(db: TestDb) {
     assert_eq!(app.get("/api/incidents", &app.outsider).await.ok(200)["items"], json!([]));
     app.get("/api/incidents?limit=0", &app.admin).await.problem(400, "/problems/bad-request");
     app.finish().await;
+}
+
+/// The instance search: filters, newest first, keyset cursor paging, visibility, bad input.
+async fn instance_search(db: TestDb) {
+    let app = App::new(db).await;
+    app.deploy(&routing_model("find_a", "owner"), &app.owner).await.ok(201);
+    app.deploy(&routing_model("find_b", "owner"), &app.owner).await.ok(201);
+    let mut started = Vec::new();
+    for (i, (key, route)) in
+        [("find_a", "nowhere"), ("find_a", "done"), ("find_b", "done"), ("find_a", "done")].into_iter().enumerate()
+    {
+        let body =
+            json!({"definitionKey": key, "businessKey": format!("REQ-{i}"), "variables": {"route": route, "n": i}});
+        started.push(
+            app.post("/api/process-instances", &app.reviewer, body).await.ok(201)["id"].as_str().unwrap().to_string(),
+        );
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    };
+    // Newest first (the test clock may give equal start times: then by id, descending).
+    let all = app.get("/api/process-instances", &app.admin).await.ok(200);
+    assert_eq!(all["items"].as_array().unwrap().len(), 4, "{all}");
+    assert_eq!(all["nextCursor"], Value::Null);
+    let stamps: Vec<(String, String)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["startedAt"].as_str().unwrap().to_string(), i["id"].as_str().unwrap().to_string()))
+        .collect();
+    let mut sorted = stamps.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(stamps, sorted, "{all}");
+    let item = &all["items"].as_array().unwrap().iter().find(|i| i["id"] == json!(started[0])).unwrap().clone();
+    assert_eq!(item["state"], json!("incident"), "{item}");
+    assert_eq!(item["definitionKey"], json!("find_a"));
+    assert_eq!(item["version"], json!(1));
+    assert_eq!(item["businessKey"], json!("REQ-0"));
+    assert_eq!(item["overdue"], json!(false));
+    // Filters.
+    let one = |q: &str| {
+        let q = q.to_string();
+        let app = &app;
+        async move { app.get(&format!("/api/process-instances?{q}"), &app.admin).await.ok(200) }
+    };
+    assert_eq!(ids(&one("businessKey=REQ-2").await), vec![started[2].clone()]);
+    assert_eq!(ids(&one("definitionKey=find_b").await), vec![started[2].clone()]);
+    assert_eq!(ids(&one("definitionKey=find_a&state=incident").await), vec![started[0].clone()]);
+    assert_eq!(one("definitionKey=find_a&state=completed").await["items"].as_array().unwrap().len(), 2);
+    assert_eq!(one("state=active").await["items"], json!([]));
+    assert_eq!(one("definitionKey=find_a&version=1").await["items"].as_array().unwrap().len(), 3);
+    assert_eq!(one("definitionKey=find_a&version=2").await["items"], json!([]));
+    assert_eq!(ids(&one("variable=n:3").await), vec![started[3].clone()]);
+    assert_eq!(ids(&one("variable=route:nowhere").await), vec![started[0].clone()]);
+    assert_eq!(ids(&one("variable=route:%22nowhere%22").await), vec![started[0].clone()]);
+    assert_eq!(one("variable=n:%223%22").await["items"], json!([]), "a JSON string is not the number");
+    assert_eq!(one("startedAfter=2999-01-01").await["items"], json!([]));
+    assert_eq!(one("startedBefore=2999-01-01").await["items"].as_array().unwrap().len(), 4);
+    assert_eq!(one("overdue=true").await["items"], json!([]), "no deadlines in these models");
+    // Keyset paging walks every instance once, newest first.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/api/process-instances?limit=1&cursor={}", urlencode(c)),
+            None => "/api/process-instances?limit=1".to_string(),
+        };
+        let page = app.get(&q, &app.admin).await.ok(200);
+        walked.extend(ids(&page));
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(walked, ids(&all));
+    // Visibility: the starter sees theirs; someone involved in nothing sees none.
+    assert_eq!(app.get("/api/process-instances", &app.reviewer).await.ok(200)["items"].as_array().unwrap().len(), 4);
+    assert_eq!(app.get("/api/process-instances", &app.outsider).await.ok(200)["items"], json!([]));
+    // Bad parameters: 400 problems naming the parameter.
+    for bad in [
+        "limit=0",
+        "limit=501",
+        "version=x",
+        "version=0",
+        "state=running",
+        "overdue=yes",
+        "startedAfter=yesterday",
+        "variable=novalue",
+        "variable=:1",
+        "cursor=garbage",
+        "unknown=1",
+    ] {
+        app.get(&format!("/api/process-instances?{bad}"), &app.admin).await.problem(400, "/problems/bad-request");
+    }
+    app.finish().await;
+}
+
+/// Percent-encodes a query value (the cursors hold `:` and ids).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Tokens may carry an expiry: past it they are refused (and listed as expired); an expiry in
@@ -1705,6 +1814,7 @@ on_sqlite!(
     message_senders,
     starters,
     open_incidents,
+    instance_search,
 );
 on_postgres!(
     main_flow,
@@ -1720,4 +1830,5 @@ on_postgres!(
     message_senders,
     starters,
     open_incidents,
+    instance_search,
 );

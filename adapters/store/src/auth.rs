@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{InboxSort, Pool, Result, Store, TASK_COLUMNS_T, TaskRecord, TaskRow, Ts, Tx, from_ms, ms};
+use super::{Arg, InboxSort, Pool, Result, Store, TASK_COLUMNS_T, TaskRecord, TaskRow, Ts, Tx, from_ms, ms};
 
 /// An API token as admins see it: never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,16 +487,7 @@ impl Store {
         }
         let limit = arg(Arg::Int(i64::from(q.limit.clamp(1, 500))));
         sql.push_str(&format!(" ORDER BY {sort}, t.id LIMIT {limit}"));
-        let rows: Vec<TaskRecord> = on_pool!(&self.pool, |c| {
-            let mut query = sqlx::query_as(&sql);
-            for a in &args {
-                query = match a {
-                    Arg::Text(s) => query.bind(s.clone()),
-                    Arg::Int(i) => query.bind(*i),
-                };
-            }
-            query.fetch_all(c).await?
-        });
+        let rows: Vec<TaskRecord> = fetch_all_args!(&self.pool, &sql, &args);
         Ok(rows.into_iter().map(TaskRow::from_record).collect())
     }
 
@@ -603,11 +594,6 @@ impl Store {
         });
         Ok(rows.into_iter().map(sla_from).collect())
     }
-}
-
-enum Arg {
-    Text(String),
-    Int(i64),
 }
 
 fn user_from(row: UserRow, groups: Vec<String>) -> UserRecord {

@@ -49,6 +49,28 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs a query built at run time, its arguments bound in order, and fetches all its rows.
+macro_rules! fetch_all_args {
+    ($pool:expr, $sql:expr, $args:expr) => {
+        on_pool!($pool, |c| {
+            let mut query = sqlx::query_as($sql);
+            for a in $args {
+                query = match a {
+                    $crate::Arg::Text(s) => query.bind(s.clone()),
+                    $crate::Arg::Int(i) => query.bind(*i),
+                };
+            }
+            query.fetch_all(c).await?
+        })
+    };
+}
+
+/// An argument of a query built at run time.
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
 // Submodules see the macros above (declared after them on purpose).
 pub mod audit;
 pub mod auth;
@@ -270,6 +292,58 @@ impl Store {
         rows.into_iter().map(InstanceRow::from_record).collect()
     }
 
+    /// Instances for the search (`GET /api/process-instances`), newest first by start time and
+    /// then by id, strictly after the keyset `after` (start millis, id), at most `limit`. Only
+    /// the filters given become conditions, so each query can use its index (migration 0015).
+    pub async fn search_instances(
+        &self,
+        f: &InstanceSearch,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<InstanceRow>> {
+        let mut args: Vec<Arg> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let mut arg = |a: Arg| {
+            args.push(a);
+            format!("${}", args.len())
+        };
+        if let Some((at, id)) = after {
+            // A row value: both backends seek the index to it rather than filter up to it.
+            let (a, b) = (arg(Arg::Int(at)), arg(Arg::Text(id)));
+            conds.push(format!("(started_at, id) < ({a}, {b})"));
+        }
+        if let Some(key) = &f.definition_key {
+            conds.push(format!("definition_key = {}", arg(Arg::Text(key.clone()))));
+        }
+        if let Some(version) = f.version {
+            conds.push(format!("version = {}", arg(Arg::Int(version))));
+        }
+        if let Some(status) = &f.status {
+            conds.push(format!("status = {}", arg(Arg::Text(status.clone()))));
+        }
+        if let Some(incident) = f.incident {
+            conds.push(format!("incident = {}", arg(Arg::Int(i64::from(incident)))));
+        }
+        if let Some(bk) = &f.business_key {
+            conds.push(format!("business_key = {}", arg(Arg::Text(bk.clone()))));
+        }
+        if let Some(t) = f.started_after {
+            conds.push(format!("started_at >= {}", arg(Arg::Int(t.timestamp_millis()))));
+        }
+        if let Some(t) = f.started_before {
+            conds.push(format!("started_at < {}", arg(Arg::Int(t.timestamp_millis()))));
+        }
+        if let Some(t) = f.overdue_at {
+            conds.push(format!("status = 'active' AND deadline < {}", arg(Arg::Int(t.timestamp_millis()))));
+        }
+        let limit_arg = arg(Arg::Int(limit));
+        let filter = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        let sql = INSTANCE_SELECT
+            .replace("WHERE id = $1", &format!("{filter} ORDER BY started_at DESC, id DESC LIMIT {limit_arg}"));
+        let rows: Vec<InstanceRecord> = fetch_all_args!(&self.pool, &sql, &args);
+        rows.into_iter().map(InstanceRow::from_record).collect()
+    }
+
     /// The latest deployed version of a definition key.
     pub async fn latest_version(&self, key: &str) -> Result<Option<i64>> {
         let row: (Option<i64>,) =
@@ -440,6 +514,24 @@ pub struct InboxQuery {
 
 const INSTANCE_SELECT: &str = "SELECT id, definition_key, version, business_key, status, incident, rev, state, \
      parent_id, started_at, ended_at, deadline, history_len, started_by FROM instances WHERE id = $1";
+
+/// The filters of the instance search; `None` is "any".
+#[derive(Debug, Clone, Default)]
+pub struct InstanceSearch {
+    pub definition_key: Option<String>,
+    pub version: Option<i64>,
+    /// The stored status: `active`, `completed` or `cancelled`.
+    pub status: Option<String>,
+    /// Only instances standing on an incident (`Some(true)`) or not (`Some(false)`).
+    pub incident: Option<bool>,
+    pub business_key: Option<String>,
+    /// Started at or after.
+    pub started_after: Option<Ts>,
+    /// Started strictly before.
+    pub started_before: Option<Ts>,
+    /// Only active instances whose deadline is before this moment (now, for `overdue=true`).
+    pub overdue_at: Option<Ts>,
+}
 
 /// An `instances` row as stored (times in milliseconds, the state as its document).
 #[derive(Debug, sqlx::FromRow)]

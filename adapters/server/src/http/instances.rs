@@ -292,3 +292,215 @@ pub async fn cancel(
     let row = load(&state, &id).await?;
     Ok(Json(view(&state, &row).await?))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Only instances of this process (definition key).
+    pub definition_key: Option<String>,
+    /// Only this version of the process.
+    pub version: Option<String>,
+    /// `active` (running, no incident), `incident` (running, stopped by an incident),
+    /// `completed` or `cancelled`.
+    pub state: Option<String>,
+    /// Only the instance with this business key (request number).
+    pub business_key: Option<String>,
+    /// Started at or after this instant (RFC 3339, or a date: its start in the server's zone).
+    pub started_after: Option<String>,
+    /// Started before this instant (RFC 3339, or a date: its start in the server's zone).
+    pub started_before: Option<String>,
+    /// `true`: only running instances past their SLA deadline; `false` or absent: no filter.
+    pub overdue: Option<String>,
+    /// `NAME:VALUE`: only instances whose top-level (root scope) variable `NAME` equals `VALUE`.
+    /// `VALUE` is read as JSON when it is JSON (`amount:100`, `ok:true`, `city:"Москва"`), else
+    /// as a string (`city:Москва`). Not indexed: combine it with other filters on large stores.
+    pub variable: Option<String>,
+    /// At most this many items (1–500, default 50).
+    pub limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A process instance in search results.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSummary {
+    pub id: String,
+    pub definition_key: String,
+    pub version: i64,
+    pub business_key: Option<String>,
+    /// `active`, `incident`, `completed` or `cancelled`, as in the instance itself.
+    pub state: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// The SLA deadline, when the definition declares one.
+    pub deadline: Option<String>,
+    /// Running and past its deadline.
+    pub overdue: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSearchPage {
+    pub items: Vec<InstanceSummary>,
+    /// Pass as `cursor` for the next page; `null` when there is none. A page may hold fewer than
+    /// `limit` items (even none) while `nextCursor` is not `null`: keep going.
+    pub next_cursor: Option<String>,
+}
+
+/// How many stored rows one search request reads at most before it answers with a cursor.
+const SEARCH_SCAN: usize = 5_000;
+
+/// Parses `NAME:VALUE` of the `variable` parameter.
+fn variable_filter(text: &str) -> Result<(String, serde_json::Value), ApiError> {
+    let Some((name, value)) = text.split_once(':').filter(|(n, _)| !n.is_empty()) else {
+        return Err(ApiError::BadRequest(format!(
+            "variable: `{text}` — не в виде ИМЯ:ЗНАЧЕНИЕ, например `amount:100` или `city:Москва`"
+        )));
+    };
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    Ok((name.to_string(), value))
+}
+
+/// Parses a search cursor: `{start millis}:{id}`.
+fn search_cursor(text: &str) -> Result<(i64, String), ApiError> {
+    text.split_once(':')
+        .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+        .filter(|(_, id): &(i64, String)| !id.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "cursor: `{text}` — не курсор этого списка; передайте nextCursor предыдущей страницы"
+            ))
+        })
+}
+
+/// Searches the instances the caller may see ([`crate::access`]), newest first (by start, then
+/// id), with keyset cursor paging.
+#[utoipa::path(
+    get, path = "/api/process-instances", operation_id = "searchProcessInstances", summary = "Поиск экземпляров", tag = "process-instances",
+    params(SearchQuery),
+    responses(
+        (status = 200, body = InstanceSearchPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<InstanceSearchPage>, ApiError> {
+    for (name, value) in [
+        ("definitionKey", &q.definition_key),
+        ("businessKey", &q.business_key),
+        ("variable", &q.variable),
+        ("cursor", &q.cursor),
+    ] {
+        super::hygiene::query_filter(name, value.as_deref())?;
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit — от 1 до 500, а не {limit}")));
+    }
+    let version = match q.version.as_deref() {
+        None => None,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => return Err(ApiError::BadRequest(format!("version: `{v}` — не номер версии (целое от 1)"))),
+        },
+    };
+    let (status, incident) = match q.state.as_deref() {
+        None => (None, None),
+        Some("active") => (Some("active"), Some(false)),
+        Some("incident") => (Some("active"), Some(true)),
+        Some(s @ ("completed" | "cancelled")) => (Some(s), None),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "state: `{other}` — не состояние; допустимы active, incident, completed, cancelled"
+            )));
+        }
+    };
+    let overdue = match q.overdue.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("overdue: `{other}` — допустимы true и false"))),
+    };
+    let tz = state.runtime.default_tz();
+    let started_after = q.started_after.as_deref().map(|t| super::parse_instant(t, "startedAfter", tz)).transpose()?;
+    let started_before =
+        q.started_before.as_deref().map(|t| super::parse_instant(t, "startedBefore", tz)).transpose()?;
+    let variable = q.variable.as_deref().map(variable_filter).transpose()?;
+    let mut after = q.cursor.as_deref().map(search_cursor).transpose()?;
+    let now = state.runtime.now();
+    let filter = reglament_store::InstanceSearch {
+        definition_key: q.definition_key.clone(),
+        version,
+        status: status.map(str::to_string),
+        incident,
+        business_key: q.business_key.clone(),
+        started_after,
+        started_before,
+        overdue_at: overdue.then_some(now),
+    };
+    let store = state.runtime.store();
+    let limit = usize::try_from(limit).expect("1..=500");
+    let mut items = Vec::new();
+    let mut scanned = 0;
+    let mut next_cursor = None;
+    // Scan newest first, keeping the instances this person may see, until a page is full (or
+    // the scan budget is spent: then the cursor says where to go on).
+    'scan: loop {
+        let batch = if variable.is_some() { 500 } else { (limit + 1).max(50) };
+        let rows = store.search_instances(&filter, after.clone(), i64::try_from(batch).expect("small")).await?;
+        let exhausted = rows.len() < batch;
+        for row in rows {
+            if items.len() == limit {
+                next_cursor = after.as_ref().map(|(at, id)| format!("{at}:{id}"));
+                break 'scan;
+            }
+            after = Some((row.started_at.timestamp_millis(), row.id.clone()));
+            scanned += 1;
+            if let Some((name, value)) = &variable
+                && row.state.vars(reglament_engine::runtime::ROOT).and_then(|v| v.get(name)) != Some(value)
+            {
+                continue;
+            }
+            let def = state.runtime.definition(&row.definition_key, row.version).await?;
+            if !crate::access::may_see_instance(store, &user.0, &row, &def).await? {
+                continue;
+            }
+            items.push(summary(&row, &def, now));
+        }
+        if exhausted {
+            break;
+        }
+        if scanned >= SEARCH_SCAN {
+            next_cursor = after.as_ref().map(|(at, id)| format!("{at}:{id}"));
+            break;
+        }
+    }
+    Ok(Json(InstanceSearchPage { items, next_cursor }))
+}
+
+fn summary(
+    row: &InstanceRow,
+    def: &reglament_engine::runtime::ProcessDef,
+    now: reglament_store::Ts,
+) -> InstanceSummary {
+    use reglament_engine::runtime::Status;
+    let s = &row.state;
+    let state = super::views::state_name(s);
+    let fmt = |t| super::views::fmt_ts(t, def.tz);
+    InstanceSummary {
+        id: row.id.clone(),
+        definition_key: row.definition_key.clone(),
+        version: row.version,
+        business_key: row.business_key.clone(),
+        state: state.to_string(),
+        started_at: fmt(row.started_at),
+        ended_at: row.ended_at.map(fmt),
+        deadline: row.deadline.map(fmt),
+        overdue: s.status == Status::Active && row.deadline.is_some_and(|d| d < now),
+    }
+}

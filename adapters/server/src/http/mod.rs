@@ -173,7 +173,7 @@ pub fn router_with(state: AppState, pages: axum::Router<AppState>) -> axum::Rout
         .routes(routes!(definitions::xml))
         .routes(routes!(definitions::versions))
         .routes(routes!(definitions::form))
-        .routes(routes!(instances::start))
+        .routes(routes!(instances::start, instances::search))
         .routes(routes!(instances::get, instances::cancel))
         .routes(routes!(instances::history))
         .routes(routes!(incidents::list))

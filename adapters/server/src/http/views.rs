@@ -15,6 +15,17 @@ pub fn fmt_ts(t: Ts, tz: chrono_tz::Tz) -> String {
     t.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// An instance's state as the API names it: `active`, `incident` (active but stopped by an
+/// incident), `completed` or `cancelled`.
+pub fn state_name(s: &reglament_engine::runtime::Instance) -> &'static str {
+    match s.status {
+        Status::Active if s.has_incident() => "incident",
+        Status::Active => "active",
+        Status::Completed => "completed",
+        Status::Cancelled => "cancelled",
+    }
+}
+
 /// A process instance.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -93,12 +104,7 @@ impl InstanceView {
             .iter()
             .map(|i| IncidentView { element_id: process.node(i.node).id.clone(), message: i.message.clone() })
             .collect();
-        let state = match s.status {
-            Status::Active if s.has_incident() => "incident",
-            Status::Active => "active",
-            Status::Completed => "completed",
-            Status::Cancelled => "cancelled",
-        };
+        let state = state_name(s);
         let working_time_left = s.sla.as_ref().filter(|_| s.status == Status::Active).and_then(|sla| {
             let calendar = env.calendars.get(&def.calendar)?;
             let from = sla.paused_at.unwrap_or(now).with_timezone(&def.tz);
