@@ -644,6 +644,34 @@ async fn inbox_page(db: TestDb) {
     web.finish().await;
 }
 
+/// Writes instance, task and task-group rows (SQL `VALUES` tuples) in one transaction: the API
+/// would take minutes for the thousands a count test needs.
+async fn insert_rows(web: &Web, instances: &[String], tasks: &[String], groups: &[String]) {
+    let mut tx = web.rt.store().begin().await.unwrap();
+    let mut statements = vec![
+        format!(
+            "INSERT INTO instances (id, definition_key, version, business_key, status, rev, state, started_at, \
+             history_len) VALUES {}",
+            instances.join(", ")
+        ),
+        format!(
+            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
+             candidate_groups, candidate_users, due, created_at) VALUES {}",
+            tasks.join(", ")
+        ),
+    ];
+    if !groups.is_empty() {
+        statements.push(format!(
+            "INSERT INTO task_groups (group_name, task_id, state, due_sort, created_at) VALUES {}",
+            groups.join(", ")
+        ));
+    }
+    for sql in statements {
+        tx.execute_sql(&sql).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 /// Counts stop at [`COUNT_CAP`] («1000+», said in the title); a search lists the instances of
 /// its request numbers from the trigram index (in any case; `%` and `_` are plain characters; a
 /// part too short for trigrams still matches), or past 1,000 numbers checks each task as the
@@ -673,26 +701,7 @@ async fn inbox_counts_and_search(db: TestDb) {
             groups.push(format!("('{group}', '{id}.2', 'open', {due}, {due0})"));
         }
     }
-    let mut tx = web.rt.store().begin().await.unwrap();
-    for sql in [
-        format!(
-            "INSERT INTO instances (id, definition_key, version, business_key, status, rev, state, started_at, \
-             history_len) VALUES {}",
-            instances.join(", ")
-        ),
-        format!(
-            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
-             candidate_groups, candidate_users, due, created_at) VALUES {}",
-            tasks.join(", ")
-        ),
-        format!(
-            "INSERT INTO task_groups (group_name, task_id, state, due_sort, created_at) VALUES {}",
-            groups.join(", ")
-        ),
-    ] {
-        tx.execute_sql(&sql).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    insert_rows(&web, &instances, &tasks, &groups).await;
     let mut jar = web.sign_in("orlova", "пароль-приёмной").await;
     let counts = |html: &str| {
         let text = |view: &str| {
@@ -753,22 +762,7 @@ async fn inbox_counts_and_search(db: TestDb) {
             )
         })
         .collect();
-    let mut tx = web.rt.store().begin().await.unwrap();
-    for sql in [
-        format!(
-            "INSERT INTO instances (id, definition_key, version, business_key, status, rev, state, started_at, \
-             history_len) VALUES {}",
-            instances.join(", ")
-        ),
-        format!(
-            "INSERT INTO tasks (id, instance_id, task_key, definition_key, element_id, name, state, assignee, \
-             candidate_groups, candidate_users, due, created_at) VALUES {}",
-            tasks.join(", ")
-        ),
-    ] {
-        tx.execute_sql(&sql).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    insert_rows(&web, &instances, &tasks, &[]).await;
     let html = web.get("/?view=groups&q=%D0%92%D0%A5%D0%94", &mut jar).await.text();
     let scan = reglament_store::web::BROAD_SCAN;
     assert_eq!(counts(&html).1, format!("{}+", scan - 1100));

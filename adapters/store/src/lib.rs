@@ -49,19 +49,24 @@ macro_rules! on_pool {
     };
 }
 
+/// Binds the arguments of a query built at run time ([`Arg`]), in order.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for a in $args {
+            query = match a {
+                $crate::Arg::Text(s) => query.bind(s.clone()),
+                $crate::Arg::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }};
+}
+
 /// Runs a query built at run time, its arguments bound in order, and fetches all its rows.
 macro_rules! fetch_all_args {
     ($pool:expr, $sql:expr, $args:expr) => {
-        on_pool!($pool, |c| {
-            let mut query = sqlx::query_as($sql);
-            for a in $args {
-                query = match a {
-                    $crate::Arg::Text(s) => query.bind(s.clone()),
-                    $crate::Arg::Int(i) => query.bind(*i),
-                };
-            }
-            query.fetch_all(c).await?
-        })
+        on_pool!($pool, |c| bind_args!(sqlx::query_as($sql), $args).fetch_all(c).await?)
     };
 }
 

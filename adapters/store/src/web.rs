@@ -2,7 +2,7 @@
 //! SHA-256 of the cookie), counts of failed sign-ins; and the inbox query of the pages.
 
 use super::auth::UserRecord;
-use super::{Pool, Result, Store, Ts, from_ms, ms};
+use super::{Arg, Pool, Result, Store, Ts, from_ms, ms};
 
 /// A live browser session and the person it belongs to.
 #[derive(Debug, Clone)]
@@ -227,11 +227,6 @@ enum Found {
     Broad,
 }
 
-enum Arg {
-    Text(String),
-    Int(i64),
-}
-
 fn escape_like(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
@@ -316,19 +311,6 @@ impl PageInboxQuery {
     }
 }
 
-macro_rules! bind_all {
-    ($query:expr, $args:expr) => {{
-        let mut query = $query;
-        for a in $args {
-            query = match a {
-                Arg::Text(s) => query.bind(s.clone()),
-                Arg::Int(i) => query.bind(*i),
-            };
-        }
-        query
-    }};
-}
-
 impl Store {
     /// A page of the query's view, by due date, and the counts of both views.
     pub async fn inbox_page(&self, q: &PageInboxQuery) -> Result<InboxPage> {
@@ -351,7 +333,7 @@ impl Store {
             q.limit.clamp(1, 500)
         );
         let rows: Vec<super::TaskRecord> =
-            on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_all(c).await?);
+            on_pool!(&self.pool, |c| bind_args!(sqlx::query_as(&sql), &args).fetch_all(c).await?);
         Ok(InboxPage {
             rows: rows.into_iter().map(super::TaskRow::from_record).collect(),
             mine: self.view_count(q, InboxView::Mine, &found).await?,
@@ -378,7 +360,7 @@ impl Store {
                  SELECT t.instance_id FROM tasks t WHERE {filter} ORDER BY {DUE_KEY}, t.id LIMIT {BROAD_SCAN}) s"
             );
             let (scanned, matched): (i64, i64) =
-                on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
+                on_pool!(&self.pool, |c| bind_args!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
             return Ok(ViewCount {
                 counted: matched.min(COUNT_CAP),
                 more: matched > COUNT_CAP || scanned >= BROAD_SCAN,
@@ -387,7 +369,7 @@ impl Store {
         }
         let (filter, args) = q.filter(view, found, false, self.is_postgres());
         let sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM tasks t WHERE {filter} LIMIT {}) x", COUNT_CAP + 1);
-        let row: (i64,) = on_pool!(&self.pool, |c| bind_all!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
+        let row: (i64,) = on_pool!(&self.pool, |c| bind_args!(sqlx::query_as(&sql), &args).fetch_one(c).await?);
         Ok(ViewCount { counted: row.0.min(COUNT_CAP), more: row.0 > COUNT_CAP, partial: false })
     }
 
